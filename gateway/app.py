@@ -1,0 +1,429 @@
+"""`create_app(settings)`: the gateway as one ASGI application.
+
+The request path is plain calls in one place, in this order:
+
+    check_path / routes.match      400 invalid_path, 404, 405
+    access.identify                401, 403 (and CORS preflight answered here)
+    credentials.headers_for        503 credential_not_configured
+    read body (body-keyed routes)  413, 400 invalid_body
+    limiter.check                  429, 503 rate_limiter_unavailable
+    upstream.send + stream         502, 504; Reusely's answer streams back
+
+The application is a plain ASGI callable rather than a Starlette router:
+every microsecond here is paid by every widget request (see bench/), and a
+proxy needs none of the router's features. Starlette supplies the path syntax.
+Errors are GatewayErrors raised by the modules above and rendered once here;
+anything else is answered by the last-resort handler with the same JSON shape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from limits.aio.storage import Storage
+from prometheus_client import CollectorRegistry
+
+from gateway import __version__
+from gateway.access import Access, cors_headers, preflight_headers
+from gateway.accesslog import AccessLog, JsonFormatter
+from gateway.config import LimitRule, Route, Settings, load_settings
+from gateway.credentials import CredentialSet, TokenTable, status_of
+from gateway.errors import (
+    ClientDisconnected,
+    ConfigError,
+    CredentialNotConfigured,
+    GatewayError,
+    InternalError,
+    OriginNotAllowed,
+    PayloadTooLarge,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    render,
+)
+from gateway.forwarding import Forwarding
+from gateway.metrics import Metrics, method_label
+from gateway.ratelimit import Decision, Limiter, body_values, create_storage, limit_key_secret
+from gateway.routing import RouteTable, check_path
+from gateway.upstream import Upstream, UpstreamResponse, ascii_target, clean_request_headers
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+log = logging.getLogger("gateway")
+_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._-]{1,128}$")
+_JSON = (b"content-type", b"application/json")
+
+
+@dataclass
+class _Exchange:
+    """What one request has become so far; read by metrics and the access log."""
+
+    request_id: bytes
+    method: str
+    path: str
+    route: str = "unmatched"
+    client: str = "public"
+    status: int = 0
+    upstream_status: int | None = None
+    limited: bool = False
+    started: bool = False
+    extra_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+
+class Gateway:
+    def __init__(self, settings: Settings, *, registry: CollectorRegistry | None = None,
+                 transport: httpx.AsyncBaseTransport | None = None,
+                 storage: Storage | None = None) -> None:
+        policy = settings.policy
+        self.settings = settings
+        self.routes = RouteTable(policy.routes)
+        self.credentials = CredentialSet(settings.credentials, policy.routes)
+        self.access = Access(policy.cors, TokenTable(policy.clients))
+        self.forwarding = Forwarding(policy.limits.trusted_proxies)
+        self.metrics = Metrics(registry or CollectorRegistry(), version=__version__)
+        self.access_log = AccessLog()
+        self._transport = transport
+        self._storage = storage
+        self.upstream: Upstream | None = None
+        self.limiter: Limiter | None = None
+        self.ready = False
+        self._no_client_rules: tuple[LimitRule, ...] = ()
+
+    # -- ASGI ---------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        else:  # websocket: not proxied
+            await send({"type": "websocket.close", "code": 1008})
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:  # noqa: BLE001 - reported without a traceback
+                    await send({"type": "lifespan.startup.failed",
+                                "message": f"{type(exc).__name__}: {exc}"})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def startup(self) -> None:
+        settings = self.settings
+        self.upstream = Upstream(settings, transport=self._transport)
+        storage = self._storage or create_storage(settings)
+        self.limiter = Limiter(settings, storage, secret=limit_key_secret(settings))
+        if not settings.redis_url:
+            log.warning("GATEWAY_REDIS_URL is not set: rate limits are counted in this "
+                        "process's memory, so each worker and replica counts on its own")
+        for route in settings.policy.routes:
+            missing = self.credentials.missing(route.name)
+            if missing:
+                log.warning("route %s is disabled: credential %s missing", route.name,
+                            ", ".join(missing))
+        log.info("gateway %s ready: %d routes, %d clients, credentials %s, upstream %s",
+                 __version__, len(settings.policy.routes), len(settings.policy.clients),
+                 ", ".join(f"{k} {v}" for k, v in status_of(settings.credentials).items()),
+                 settings.base_url)
+        self.ready = True
+
+    async def shutdown(self) -> None:
+        self.ready = False
+        if self.upstream is not None:
+            await self.upstream.aclose()
+
+    # -- one request --------------------------------------------------------
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        start = time.perf_counter()
+        headers: dict[bytes, bytes] = dict(scope["headers"])
+        sent_id = headers.get(b"x-request-id")
+        request_id = sent_id if sent_id and _REQUEST_ID.match(sent_id) else os.urandom(16).hex(
+        ).encode()
+        ex = _Exchange(request_id, scope["method"], scope["path"])
+        self.metrics.in_flight.inc()
+        try:
+            await self._handle(scope, headers, receive, send, ex)
+        except GatewayError as exc:
+            await self._refuse(exc, send, ex)
+        except Exception as exc:
+            log.error("unexpected error handling a request", exc_info=exc)
+            await self._refuse(InternalError(), send, ex)
+        finally:
+            self.metrics.in_flight.dec()
+            elapsed = time.perf_counter() - start
+            self.metrics.observe_request(ex.route, method_label(ex.method), ex.status,
+                                         ex.client, elapsed)
+            self.access_log.record({
+                "request_id": ex.request_id.decode(), "client": ex.client, "route": ex.route,
+                "method": ex.method, "path": ex.path, "status": ex.status,
+                "duration_ms": round(elapsed * 1000, 3), "upstream_status": ex.upstream_status,
+                "limited": ex.limited,
+            })
+
+    async def _refuse(self, exc: GatewayError, send: Send, ex: _Exchange) -> None:
+        if isinstance(exc, UpstreamTimeout | UpstreamUnavailable):
+            self.metrics.upstream_errors.labels(ex.route, exc.kind).inc()
+        if ex.started or isinstance(exc, ClientDisconnected):
+            ex.status = ex.status or exc.status_code
+            if ex.started:  # too late for an answer: the connection is cut short
+                raise exc
+            return
+        ex.status = exc.status_code
+        body = render(exc.code, exc.message, ex.request_id.decode())
+        out = [_JSON, (b"content-length", str(len(body)).encode()),
+               (b"x-request-id", ex.request_id)]
+        out += [(k.encode(), v.encode()) for k, v in exc.headers.items()]
+        out += ex.extra_headers
+        await send({"type": "http.response.start", "status": exc.status_code, "headers": out})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _handle(self, scope: Scope, headers: dict[bytes, bytes], receive: Receive,
+                      send: Send, ex: _Exchange) -> None:
+        method, path = ex.method, ex.path
+        if path in ("/healthz", "/readyz") and method in ("GET", "HEAD"):
+            await self._health(path, send, ex)
+            return
+        check_path(scope.get("raw_path") or path.encode())
+        origin_raw = headers.get(b"origin")
+        origin = origin_raw.decode("latin-1") if origin_raw is not None else None
+        preflight = (method == "OPTIONS" and origin is not None
+                     and b"access-control-request-method" in headers)
+        wanted = headers[b"access-control-request-method"].decode("latin-1").upper() \
+            if preflight else method
+        route = self.routes.match(wanted, path)
+        ex.route = route.name
+        public = route.access == "public"
+        if public and origin is not None and self.access.origins.allows(origin):
+            ex.extra_headers = cors_headers(origin)
+        if preflight:
+            if not (public and ex.extra_headers):
+                raise OriginNotAllowed()
+            assert origin is not None
+            await self._send_empty(send, ex, 204, preflight_headers(
+                origin, route, self.settings.policy.cors.max_age))
+            return
+        auth = headers.get(b"authorization")
+        caller = self.access.identify(
+            route, authorization=auth.decode("latin-1") if auth is not None else None,
+            origin=origin)
+        ex.client = caller.name
+        credential_headers = self.credentials.headers_for(route.name)
+        if credential_headers is None:
+            raise CredentialNotConfigured()
+        content = await self._request_content(route, headers, receive)
+        client_rules = caller.client.limits if caller.client else self._no_client_rules
+        if route.limits or client_rules:
+            body = content if isinstance(content, bytes) else b""
+            await self._check_limits(route, caller.name, client_rules, scope, headers, body, ex)
+        peer = scope["client"][0] if scope.get("client") else "0.0.0.0"
+        xff = headers.get(b"x-forwarded-for")
+        xff_text = xff.decode("latin-1") if xff is not None else None
+        proto = headers.get(b"x-forwarded-proto")
+        upstream_headers = clean_request_headers(scope["headers"]) + credential_headers + [
+            (b"x-forwarded-for", self.forwarding.forwarded_for(peer, xff_text).encode()),
+            (b"x-forwarded-proto", self.forwarding.forwarded_proto(
+                peer, scope.get("scheme", "http"),
+                proto.decode("latin-1") if proto is not None else None).encode()),
+            (b"x-request-id", ex.request_id),
+        ]
+        target = ascii_target(scope.get("raw_path") or path.encode(), scope["query_string"])
+        assert self.upstream is not None
+        sent_at = time.perf_counter()
+        response = await self.upstream.send(route, method, target, upstream_headers, content)
+        self.metrics.upstream_duration.labels(route.name).observe(time.perf_counter() - sent_at)
+        ex.upstream_status = response.status
+        await self._stream(response, receive, send, ex)
+
+    async def _request_content(self, route: Route, headers: dict[bytes, bytes],
+                               receive: Receive) -> bytes | AsyncIterator[bytes] | None:
+        limit = route.max_body_bytes
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            raise PayloadTooLarge()
+        has_body = (length is not None and length != b"0") or b"transfer-encoding" in headers
+        if route.body_fields:
+            return await _read_body(receive, limit) if has_body else b""
+        return _stream_body(receive, limit) if has_body else None
+
+    async def _check_limits(self, route: Route, caller: str, client_rules: tuple[LimitRule, ...],
+                            scope: Scope, headers: dict[bytes, bytes], body: bytes,
+                            ex: _Exchange) -> None:
+        assert self.limiter is not None
+        values = body_values(route, body) if route.body_fields else {}
+        peer = scope["client"][0] if scope.get("client") else "0.0.0.0"
+        xff = headers.get(b"x-forwarded-for")
+        ip = self.forwarding.client_ip(peer, xff.decode("latin-1") if xff is not None else None)
+        wanted = {r.field for r in (*route.limits, *client_rules) if r.kind == "header"}
+        named = {f: headers[f.encode()].decode("latin-1") for f in wanted if f
+                 and f.encode() in headers}
+        started = time.perf_counter()
+        decision: Decision = await self.limiter.check(
+            route, caller=caller, client_rules=client_rules, ip=ip, headers=named, body=values)
+        self.metrics.limiter_duration.observe(time.perf_counter() - started)
+        if decision.storage_error:
+            self.metrics.limiter_errors.inc()
+        for per in decision.shadow_refused:
+            self.metrics.shadow_limited.labels(route.name, per.rsplit(":", 1)[-1]).inc()
+            log.info("shadow limit %s on route %s would refuse this request", per, route.name)
+        ex.extra_headers = ex.extra_headers + decision.headers
+        if decision.refused_per is not None:
+            ex.limited = True
+            self.metrics.rate_limited.labels(route.name, decision.refused_per).inc()
+        decision.raise_if_refused()
+
+    async def _stream(self, response: UpstreamResponse, receive: Receive, send: Send,
+                      ex: _Exchange) -> None:
+        out = [*response.headers, (b"x-request-id", ex.request_id), *ex.extra_headers]
+        ex.status = response.status
+        await send({"type": "http.response.start", "status": response.status, "headers": out})
+        ex.started = True
+        length = _content_length(response.headers)
+        sent = 0
+        watcher: asyncio.Future[None] | None = None
+        try:
+            async for chunk in response.body():
+                sent += len(chunk)
+                done = length is not None and sent >= length
+                await send({"type": "http.response.body", "body": chunk, "more_body": not done})
+                if done:
+                    return
+                if watcher is None:
+                    watcher = asyncio.ensure_future(_wait_disconnect(receive))
+                elif watcher.done():
+                    return  # the caller left; stop reading from Reusely
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+            await response.aclose()
+
+    async def _send_empty(self, send: Send, ex: _Exchange, status: int,
+                          headers: list[tuple[bytes, bytes]]) -> None:
+        ex.status = status
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [*headers, (b"x-request-id", ex.request_id)]})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def _health(self, path: str, send: Send, ex: _Exchange) -> None:
+        ex.route = "unmatched"
+        status, body = 200, b'{"status":"ok"}'
+        if path == "/readyz":
+            status, body = await self._readiness()
+        ex.status = status
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [_JSON, (b"content-length", str(len(body)).encode()),
+                                (b"x-request-id", ex.request_id),
+                                (b"cache-control", b"no-store")]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _readiness(self) -> tuple[int, bytes]:
+        if not self.ready or self.limiter is None:
+            return 503, b'{"status":"not_ready","policy":"not loaded"}'
+        if not self.settings.redis_url:
+            return 200, b'{"status":"ok","policy":"loaded","redis":"memory"}'
+        if await self.limiter.ready():
+            return 200, b'{"status":"ok","policy":"loaded","redis":"up"}'
+        if self.settings.policy.limits.on_error == "allow":
+            return 200, b'{"status":"ok","policy":"loaded","redis":"down"}'
+        return 503, b'{"status":"not_ready","policy":"loaded","redis":"down"}'
+
+
+def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
+    for name, value in headers:
+        if name == b"content-length" and value.isdigit():
+            return int(value)
+    return None
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge()
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def _stream_body(receive: Receive, limit: int) -> AsyncIterator[bytes]:
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge()
+        if chunk:
+            yield chunk
+        if not message.get("more_body"):
+            return
+
+
+async def _wait_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+def create_app(settings: Settings, **kwargs: Any) -> Gateway:
+    return Gateway(settings, **kwargs)
+
+
+def install_secret_masking(settings: Settings) -> None:
+    """Tell every JSON log formatter the secret values it must never write."""
+    secrets = tuple(s.reveal() for s in settings.credentials.values() if s is not None)
+    if settings.limit_key_secret is not None:
+        secrets += (settings.limit_key_secret.reveal(),)
+    loggers = [logging.getLogger(), *(logging.getLogger(n) for n in
+               ("gateway.access", "gunicorn.error", "uvicorn.error"))]
+    for logger in loggers:
+        for handler in logger.handlers:
+            if isinstance(handler.formatter, JsonFormatter):
+                handler.formatter.secrets = secrets
+
+
+def create_app_from_env() -> Gateway:
+    """The gunicorn worker factory: settings from the environment `serve` prepared.
+
+    The master validated the policy and passes its text in GATEWAY_POLICY_TEXT
+    (after a SIGHUP, the last good one), so a worker never boots on a bad file.
+    """
+    from gateway.metrics import multiprocess_registry
+
+    environ = os.environ
+    text = environ.get("GATEWAY_POLICY_TEXT")
+    try:
+        settings = load_settings(environ, text=text,
+                                 source=environ.get("GATEWAY_POLICY_SOURCE"))
+    except ConfigError as exc:
+        for problem in exc.problems:
+            log.error("configuration: %s", problem)
+        raise SystemExit(2) from None
+    install_secret_masking(settings)
+    registry = multiprocess_registry() if environ.get("PROMETHEUS_MULTIPROC_DIR") else None
+    return create_app(settings, registry=registry)

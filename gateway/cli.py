@@ -1,0 +1,174 @@
+"""`reusely-gateway`: serve, check-config, token new, sandbox.
+
+Settings are built here from argv and the environment. `serve` validates
+them, prepares the environment the workers read (the validated policy text,
+the metrics directory) and then becomes gunicorn, so that
+PROMETHEUS_MULTIPROC_DIR is set before any Python of the server starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import sys
+import tempfile
+from collections.abc import Sequence
+from urllib.parse import urlsplit
+
+from gateway import __version__
+from gateway.config import Settings, format_bind, load_settings, parse_bind, policy_text
+from gateway.credentials import status_of, token_sha256
+from gateway.errors import ConfigError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="reusely-gateway",
+        description="A gateway that holds Reusely's credentials server-side.")
+    parser.add_argument("--version", action="version", version=__version__)
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    serve = verbs.add_parser("serve", help="run the gateway under gunicorn")
+    serve.add_argument("--config", help="policy file (default: $GATEWAY_CONFIG)")
+    serve.add_argument("--bind", help="HOST:PORT of the proxy listener ($GATEWAY_BIND)")
+    serve.add_argument("--metrics-bind", help="HOST:PORT of /metrics ($GATEWAY_METRICS_BIND)")
+    serve.add_argument("--workers", help="worker processes ($GATEWAY_WORKERS)")
+    check = verbs.add_parser("check-config", help="validate the policy and environment")
+    check.add_argument("--config", help="policy file (default: $GATEWAY_CONFIG)")
+    token = verbs.add_parser("token", help="client tokens")
+    token_verbs = token.add_subparsers(dest="token_verb", required=True, metavar="VERB")
+    token_verbs.add_parser("new", help="print a new random token and its token_sha256 line")
+    sandbox = verbs.add_parser("sandbox", help="run a local Reusely stand-in")
+    sandbox.add_argument("--bind", default="127.0.0.1:8081", help="HOST:PORT (127.0.0.1:8081)")
+    return parser
+
+
+def _environ(args: argparse.Namespace) -> dict[str, str]:
+    env = dict(os.environ)
+    for option, name in (("config", "GATEWAY_CONFIG"), ("bind", "GATEWAY_BIND"),
+                         ("metrics_bind", "GATEWAY_METRICS_BIND"), ("workers", "GATEWAY_WORKERS")):
+        value = getattr(args, option, None)
+        if value:
+            env[name] = value
+    if env.get("GATEWAY_CONFIG"):
+        env["GATEWAY_CONFIG"] = os.path.abspath(env["GATEWAY_CONFIG"])
+    return env
+
+
+def _load(env: dict[str, str]) -> tuple[Settings, str, str]:
+    text, source = policy_text(env)
+    return load_settings(env, text=text, source=source), text, source
+
+
+def serve(args: argparse.Namespace) -> int:
+    env = _environ(args)
+    settings, text, source = _load(env)
+    from gateway.metrics import clear_multiprocess_dir
+
+    env.pop("GATEWAY_POLICY_TEXT", None)
+    env["GATEWAY_POLICY_TEXT"] = text
+    env["GATEWAY_POLICY_SOURCE"] = source
+    metrics_dir = env.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="gateway-metrics-")
+    clear_multiprocess_dir(metrics_dir)
+    env["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    env["GATEWAY_METRICS_BIND"] = format_bind(settings.metrics_bind)
+    env["GATEWAY_LOG_LEVEL"] = settings.log_level
+    argv = [sys.executable, "-m", "gunicorn", "--config", "python:gateway.gunicorn_conf",
+            "--bind", format_bind(settings.bind), "--workers", str(settings.workers),
+            "--log-level", settings.log_level, "gateway.app:create_app_from_env()"]
+    sys.stdout.flush()
+    os.execve(sys.executable, argv, env)
+    return 0  # not reached
+
+
+def check_config(args: argparse.Namespace) -> int:
+    settings, _, source = _load(_environ(args))
+    policy = settings.policy
+    status = status_of(settings.credentials)
+    print(f"policy: {source}")
+    print(f"upstream: {settings.base_url}")
+    print("credentials: " + ", ".join(f"{k} {v}" for k, v in status.items()))
+    for name, problem in settings.credential_problems.items():
+        print(f"warning: credential {name}: {problem}")
+    if settings.redis_url:
+        parts = urlsplit(settings.redis_url)
+        print(f"limits: counted in Redis ({parts.scheme}://{parts.hostname or ''}"
+              f"{':' + str(parts.port) if parts.port else ''}), on_error {policy.limits.on_error}")
+    else:
+        print("limits: counted in process memory (per worker, per replica): "
+              "set GATEWAY_REDIS_URL for shared counts")
+    print(f"routes ({len(policy.routes)}):")
+    for route in policy.routes:
+        missing = [c for c in route.credentials if status[c] == "missing"]
+        limits = "; ".join(f"{r.per} {r.rate}" + (" (shadow)" if r.shadow else "")
+                           for r in route.limits) or "none"
+        state = f"DISABLED ({', '.join(missing)} missing)" if missing else "enabled"
+        print(f"  {route.name}: {','.join(route.methods)} {route.path} [{route.access}] "
+              f"credentials {', '.join(route.credentials) or 'none'}; limits {limits}; {state}")
+    print(f"clients ({len(policy.clients)}):")
+    for client in policy.clients:
+        limits = "; ".join(f"{r.per} {r.rate}" for r in client.limits) or "none"
+        print(f"  {client.name}: routes {', '.join(client.routes) or 'none'}; "
+              f"{len(client.token_sha256)} token(s); limits {limits}")
+    print(f"cors.allow_origins: {', '.join(policy.cors.allow_origins) or 'none'}")
+    warnings = list(policy.warnings)
+    warnings += [f"route {r.name} is disabled: "
+                 f"{', '.join(c for c in r.credentials if status[c] == 'missing')} missing"
+                 for r in policy.routes if any(status[c] == "missing" for c in r.credentials)]
+    for warning in warnings:
+        print(f"warning: {warning}")
+    print(f"ok: {len(policy.routes)} routes, {len(policy.clients)} clients, "
+          f"{len(warnings)} warning(s)")
+    return 0
+
+
+def token_new(args: argparse.Namespace) -> int:
+    token = secrets.token_urlsafe(32)
+    print(f"token: {token}")
+    print(f'token_sha256: "{token_sha256(token)}"')
+    print("# Give the token to the team once; put only the token_sha256 line in the policy.",
+          file=sys.stderr)
+    return 0
+
+
+def sandbox(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from gateway.accesslog import logging_config
+    from gateway.config import read_env_value
+    from gateway.sandbox import create_app
+
+    host, port = parse_bind(args.bind, "--bind")
+    api_key = read_env_value(os.environ, "REUSELY_API_KEY")[0] or "sandbox-api-key"
+    secret_key = read_env_value(os.environ, "REUSELY_SECRET_KEY")[0] or "sandbox-secret-key"
+    tenant_id = read_env_value(os.environ, "REUSELY_TENANT_ID")[0]
+    app = create_app(api_key=api_key, secret_key=secret_key, tenant_id=tenant_id)
+    print(f"sandbox: a Reusely stand-in on http://{host}:{port}", flush=True)
+    uvicorn.run(app, host=host, port=port, log_config=logging_config(
+        "info", (api_key, secret_key)), access_log=False)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.verb == "serve":
+            return serve(args)
+        if args.verb == "check-config":
+            return check_config(args)
+        if args.verb == "token":
+            return token_new(args)
+        return sandbox(args)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the CLI's last resort: no traceback
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

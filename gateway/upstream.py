@@ -1,0 +1,146 @@
+"""The one httpx client to Reusely: header hygiene both ways, streaming, errors.
+
+httpx exceptions are translated into ours here and nowhere else:
+
+    httpx.TimeoutException          -> UpstreamTimeout      (kind "timeout")
+    httpx.ConnectError              -> UpstreamUnavailable  (kind "connect")
+    any other httpx.TransportError  -> UpstreamUnavailable  (kind "protocol")
+
+A connection that could not be made is retried `route.retries` times, for
+GET, HEAD and OPTIONS only; a POST reaches Reusely at most once.
+
+What a gateway must not have is turned off: the cookie jar (it would carry one
+caller's cookies to the next), `trust_env` (proxy variables), redirects.
+"""
+
+from __future__ import annotations
+
+import http.cookiejar
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from gateway.config import CREDENTIAL_HEADERS, Route, Settings
+from gateway.errors import UpstreamTimeout, UpstreamUnavailable
+
+HOP_BY_HOP = frozenset({
+    b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te",
+    b"trailer", b"transfer-encoding", b"upgrade", b"proxy-connection",
+})
+CREDENTIAL_NAMES = frozenset(h.encode() for h in CREDENTIAL_HEADERS.values())
+# Never forwarded to Reusely: besides hop-by-hop and credentials, what the
+# gateway sets itself, and addressing headers a caller could spoof.
+REQUEST_DROP = HOP_BY_HOP | CREDENTIAL_NAMES | frozenset({
+    b"host", b"authorization", b"cookie", b"x-forwarded-for", b"x-forwarded-proto",
+    b"x-request-id", b"forwarded", b"x-real-ip",
+})
+RESPONSE_DROP = HOP_BY_HOP | CREDENTIAL_NAMES | frozenset({
+    b"set-cookie", b"set-cookie2", b"x-request-id", b"date",  # uvicorn sets Date
+})
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _connection_listed(headers: Iterable[tuple[bytes, bytes]]) -> frozenset[bytes]:
+    listed: set[bytes] = set()
+    for name, value in headers:
+        if name.lower() == b"connection":
+            listed.update(v.strip().lower() for v in value.split(b","))
+    return frozenset(listed)
+
+
+def clean_request_headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    listed = _connection_listed(raw)
+    return [(n, v) for n, v in raw
+            if n not in REQUEST_DROP and (not listed or n not in listed)]
+
+
+def clean_response_headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    listed = _connection_listed(raw)
+    out = []
+    for name, value in raw:
+        lower = name.lower()
+        if lower in RESPONSE_DROP or (listed and lower in listed):
+            continue
+        out.append((lower, value))
+    return out
+
+
+def ascii_target(raw_path: bytes, query: bytes) -> str:
+    """The request target as received; non-ASCII bytes (invalid in HTTP) percent-encoded."""
+    target = raw_path + (b"?" + query if query else b"")
+    if target.isascii():
+        return target.decode("ascii")
+    return "".join(chr(b) if b < 128 else f"%{b:02X}" for b in target)
+
+
+@dataclass
+class UpstreamResponse:
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    response: httpx.Response
+
+    async def body(self) -> AsyncIterator[bytes]:
+        """The raw body bytes as they arrive; httpx errors become ours."""
+        try:
+            async for chunk in self.response.aiter_raw():
+                yield chunk
+        except httpx.TimeoutException as exc:
+            raise UpstreamTimeout() from exc
+        except httpx.TransportError as exc:
+            raise UpstreamUnavailable("protocol") from exc
+
+    async def aclose(self) -> None:
+        await self.response.aclose()
+
+
+def _timeouts(route: Route) -> dict[str, float]:
+    t = route.timeout
+    return {"connect": t.connect, "read": t.read, "write": t.write, "pool": t.pool}
+
+
+class Upstream:
+    def __init__(self, settings: Settings, *,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        up = settings.policy.upstream
+        no_cookies = http.cookiejar.CookieJar(http.cookiejar.DefaultCookiePolicy(
+            allowed_domains=[]))
+        self.client = httpx.AsyncClient(
+            timeout=httpx.Timeout(connect=up.timeout.connect, read=up.timeout.read,
+                                  write=up.timeout.write, pool=up.timeout.pool),
+            limits=httpx.Limits(max_connections=up.max_connections,
+                                max_keepalive_connections=up.max_keepalive),
+            follow_redirects=False,
+            trust_env=False,
+            cookies=no_cookies,
+            transport=transport,
+        )
+        self._base = settings.base_url
+        self._timeouts = {r.name: _timeouts(r) for r in settings.policy.routes}
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    async def send(self, route: Route, method: str, target: str,
+                   headers: list[tuple[bytes, bytes]], content: Any) -> UpstreamResponse:
+        """Send one request; retry a failed connect for idempotent methods."""
+        request = httpx.Request(method, self._base + target, headers=headers, content=content,
+                                extensions={"timeout": self._timeouts[route.name]})
+        attempts = 1 + (route.retries if method in IDEMPOTENT else 0)
+        for attempt in range(attempts):
+            try:
+                response = await self.client.send(request, stream=True)
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                if attempt + 1 < attempts:
+                    continue
+                if isinstance(exc, httpx.ConnectTimeout):
+                    raise UpstreamTimeout() from exc
+                raise UpstreamUnavailable("connect") from exc
+            except httpx.TimeoutException as exc:
+                raise UpstreamTimeout() from exc
+            except httpx.TransportError as exc:
+                raise UpstreamUnavailable("protocol") from exc
+            return UpstreamResponse(response.status_code,
+                                    clean_response_headers(response.headers.raw), response)
+        raise AssertionError("unreachable")
