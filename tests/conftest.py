@@ -1,0 +1,50 @@
+"""Fixtures: a real upstream on loopback, the real gateway, a real Redis."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+import redis
+
+from tests.support.gateway import InProcessGateway, settings_for
+from tests.support.upstream import Upstream
+
+REDIS_URL = "redis://127.0.0.1:6379/9"
+
+
+@pytest.fixture
+def upstream() -> Iterator[Upstream]:
+    server = Upstream().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def gateway_factory(upstream: Upstream) -> Iterator[Callable[..., InProcessGateway]]:
+    started: list[InProcessGateway] = []
+
+    def start(policy: str, *, upstream_url: str | None = None, env: dict[str, str] | None = None,
+              **app_kwargs: object) -> InProcessGateway:
+        settings = settings_for(policy, upstream_url or upstream.url, **(env or {}))
+        gw = InProcessGateway(settings, **app_kwargs).start()
+        started.append(gw)
+        return gw
+
+    yield start
+    for gw in started:
+        gw.stop()
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """A real, empty Redis database. Missing Redis fails the test: it is never skipped."""
+    client = redis.Redis.from_url(REDIS_URL, socket_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        pytest.fail(f"these tests need Redis at 127.0.0.1:6379 ({exc}); `make test` starts it")
+    client.flushdb()
+    yield REDIS_URL
+    client.flushdb()
+    client.close()
