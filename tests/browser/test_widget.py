@@ -1,0 +1,285 @@
+"""The example widget in headless Chromium, through the real gateway, to the sandbox.
+
+A shopper completes a mail-in checkout; the sixth for one email within the
+hour is refused by the gateway (429 with Retry-After, shown as a wait time);
+a page served from an origin not on the allow-list gets nothing; and no
+request or response the browser sees carries a Reusely credential.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Error, Page, Request, expect
+
+from .conftest import Stack
+
+pytestmark = pytest.mark.browser
+
+MAIL_IN = "/api/v3/public/offer/mail-in"
+CATEGORIES = "/api/v2/public/catalog/categories"
+FORBIDDEN_NAMES = ("x-api-key", "x-secret-key")
+
+
+CDP_EVENTS = (
+    "Network.requestWillBeSent",
+    "Network.requestWillBeSentExtraInfo",
+    "Network.responseReceived",
+    "Network.responseReceivedExtraInfo",
+    "Network.loadingFailed",
+)
+
+
+class Traffic:
+    """Every request the page makes, with its response, headers and bodies.
+
+    Playwright's view gives bodies; the DevTools protocol's view adds what
+    Playwright hides: CORS preflights, and the raw status and headers of a
+    response the browser then refused to hand to the page.
+    """
+
+    def __init__(self, page: Page) -> None:
+        self.requests: list[Request] = []
+        self.events: list[dict[str, Any]] = []
+        page.on("request", self._seen)
+        cdp = page.context.new_cdp_session(page)
+        for name in CDP_EVENTS:
+            cdp.on(name, self._recorder(name))
+        cdp.send("Network.enable")
+
+    def _seen(self, request: Request) -> None:
+        self.requests.append(request)
+
+    def _recorder(self, name: str) -> Callable[[dict[str, Any]], None]:
+        def record(params: dict[str, Any]) -> None:
+            self.events.append({"event": name, **params})
+
+        return record
+
+    def raw_statuses(self, url: str) -> list[int]:
+        """Statuses the network saw for `url`, whether or not the page could read them."""
+        ids = {
+            e["requestId"]
+            for e in self.events
+            if e["event"] == "Network.requestWillBeSent" and e["request"]["url"] == url
+        }
+        return [
+            e["statusCode"]
+            for e in self.events
+            if e["event"] == "Network.responseReceivedExtraInfo" and e["requestId"] in ids
+        ]
+
+    def records(self) -> list[dict[str, Any]]:
+        records = []
+        for request in self.requests:
+            record: dict[str, Any] = {
+                "method": request.method,
+                "url": request.url,
+                "request_headers": request.all_headers(),
+                "request_body": request.post_data,
+                "failure": request.failure,
+            }
+            response = request.response()
+            if response is not None:
+                record["status"] = response.status
+                record["response_headers"] = response.all_headers()
+                try:
+                    record["response_body"] = response.body().decode(errors="replace")
+                except Error as exc:  # e.g. a body the browser did not keep
+                    record["response_body"] = None
+                    record["response_body_error"] = str(exc).splitlines()[0]
+            records.append(record)
+        records.extend({"method": "CDP", "url": e["event"], **e} for e in self.events)
+        return records
+
+
+def assert_no_credentials(records: list[dict[str, Any]], stack: Stack) -> None:
+    assert records, "the browser made no requests"
+    for record in records:
+        text = json.dumps(record)
+        for value in stack.credentials.values():
+            assert value not in text, f"a credential value in {record['method']} {record['url']}"
+        for name in FORBIDDEN_NAMES:
+            assert name not in text.lower(), f"{name} in {record['method']} {record['url']}"
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 900, "height": 1100})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    try:
+        yield page
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def traffic(page: Page) -> Traffic:
+    return Traffic(page)
+
+
+def save(records: list[dict[str, Any]], artifacts: Path, name: str) -> None:
+    (artifacts / f"{name}-traffic.json").write_text(json.dumps(records, indent=2))
+
+
+def choose_device(page: Page) -> None:
+    page.get_by_label("Category").select_option("phones")
+    expect(page.get_by_label("Device")).to_be_enabled()
+    page.get_by_label("Device").select_option(label="Apple iPhone")
+    expect(page.get_by_label("Model")).to_be_enabled()
+    page.get_by_label("Model").select_option("iphone-15")
+    expect(page.get_by_label("Storage")).to_be_enabled()
+    page.get_by_label("Storage").select_option("128gb")
+    page.get_by_role("radio", name=re.compile(r"^Good")).check()
+
+
+def submit(page: Page) -> tuple[int, dict[str, str], Any]:
+    """Click the button; the mail-in response's status, headers and JSON body."""
+    status = page.get_by_test_id("status")
+    with page.expect_response(
+        lambda r: r.url.endswith(MAIL_IN) and r.request.method == "POST"
+    ) as info:
+        page.get_by_role("button", name="Get my offer").click()
+    response = info.value
+    expect(status).not_to_have_attribute("data-state", "loading")
+    return response.status, response.all_headers(), response.json()
+
+
+def test_checkout_works_and_the_sixth_for_one_email_in_an_hour_is_refused(
+    stack: Stack, page: Page, traffic: Traffic, artifacts: Path
+) -> None:
+    page.goto(stack.page + "/")
+    expect(page.locator("#reusely-trade-in")).to_have_attribute("data-ready", "true")
+    expect(page.get_by_label("Category").locator("option")).to_have_count(3)
+    choose_device(page)
+    expect(page.get_by_role("radio")).to_have_count(3)
+    page.get_by_label("First name").fill("Ada")
+    page.get_by_label("Last name").fill("Lovelace")
+    page.get_by_label("Email").fill("shopper@example.com")
+    page.get_by_label("Payout method").select_option("paypal")
+
+    status = page.get_by_test_id("status")
+    code, _, body = submit(page)
+    assert code == 201, body
+    offer_ids = [body["result"]["offer_id"]]
+    expect(status).to_have_attribute("data-state", "success")
+    expect(status).to_contain_text(f"Your offer number is {offer_ids[0]}")
+    page.screenshot(path=str(artifacts / "checkout-success.png"), full_page=True)
+
+    # Four more for the same address, spelled differently: the limit keys on
+    # the trimmed, lower-cased email, at the gateway as at Reusely.
+    for email in ("Shopper@Example.com", "SHOPPER@example.com", "shopper@EXAMPLE.COM"):
+        page.get_by_label("Email").fill(email)
+        code, _, body = submit(page)
+        assert code == 201, body
+        offer_ids.append(body["result"]["offer_id"])
+        expect(status).to_contain_text(f"Your offer number is {offer_ids[-1]}")
+    page.get_by_label("Email").fill("  shopper@example.com ")
+    code, _, body = submit(page)
+    assert code == 201, body
+    offer_ids.append(body["result"]["offer_id"])
+    assert len(set(offer_ids)) == 5
+
+    code, headers, body = submit(page)
+    assert code == 429
+    assert body["error"]["code"] == "rate_limited", "refused by Reusely, not the gateway"
+    retry_after = int(headers["retry-after"])
+    assert 1 <= retry_after <= 3600
+    expect(status).to_have_attribute("data-state", "limited")
+    minutes = -(-retry_after // 60)
+    expect(status).to_contain_text(
+        f"try again in about {minutes} minutes" if retry_after >= 90 else "try again in"
+    )
+    page.screenshot(path=str(artifacts / "checkout-limited.png"), full_page=True)
+
+    # Another shopper is not affected.
+    page.get_by_label("Email").fill("someone.else@example.com")
+    code, _, body = submit(page)
+    assert code == 201, body
+    expect(status).to_have_attribute("data-state", "success")
+
+    records = traffic.records()
+    save(records, artifacts, "checkout")
+    posts = [r for r in records if r["method"] == "POST" and r["url"].endswith(MAIL_IN)]
+    assert len(posts) == 7
+    assert all(json.loads(r["request_body"])["email"] for r in posts)
+    assert_no_credentials(records, stack)
+
+
+def test_a_page_from_an_origin_not_allowed_gets_nothing(
+    stack: Stack, page: Page, traffic: Traffic, artifacts: Path
+) -> None:
+    # What the gateway answers that origin (the browser hides it from the page).
+    direct = httpx.get(
+        stack.gateway + CATEGORIES, headers={"Origin": stack.foreign_page}, trust_env=False
+    )
+    assert direct.status_code == 403
+    assert direct.json()["error"]["code"] == "origin_not_allowed"
+    assert "access-control-allow-origin" not in direct.headers
+
+    page.goto(stack.foreign_page + "/")
+    status = page.get_by_test_id("status")
+    expect(status).to_have_attribute("data-state", "forbidden")
+    expect(status).to_contain_text("not available on this website")
+    expect(page.get_by_label("Category")).to_be_disabled()
+    page.screenshot(path=str(artifacts / "foreign-origin.png"), full_page=True)
+
+    records = traffic.records()
+    save(records, artifacts, "foreign-origin")
+    calls = [r for r in records if r["url"].startswith(stack.gateway)]
+    assert calls, "the page did not call the gateway"
+    assert all(r.get("status") is None and r["failure"] for r in calls), calls
+    # The network saw the gateway's 403; the browser kept it from the page.
+    assert traffic.raw_statuses(f"{stack.gateway}{CATEGORIES}?page=1") == [403]
+    assert_no_credentials(records, stack)
+
+
+def test_reusely_down_shows_a_friendly_message(
+    broken_stack: Stack, page: Page, traffic: Traffic, artifacts: Path
+) -> None:
+    page.goto(broken_stack.page + "/")
+    status = page.get_by_test_id("status")
+    expect(status).to_have_attribute("data-state", "server")
+    expect(status).to_contain_text("having trouble right now (error 502)")
+    records = traffic.records()
+    save(records, artifacts, "reusely-down")
+    calls = [r for r in records if r["url"].startswith(broken_stack.gateway)]
+    assert [r.get("status") for r in calls] == [502]
+    assert json.loads(calls[0]["response_body"])["error"]["code"] == "upstream_unavailable"
+    assert_no_credentials(records, broken_stack)
+
+
+def test_a_checkout_from_an_origin_not_allowed_is_refused_before_reusely(
+    stack: Stack,
+) -> None:
+    # The browser's preflight for the JSON POST, and the POST itself if a
+    # non-browser client sends one with that Origin.
+    preflight = httpx.options(
+        stack.gateway + MAIL_IN,
+        headers={
+            "Origin": stack.foreign_page,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
+        trust_env=False,
+    )
+    assert preflight.status_code == 403
+    assert "access-control-allow-origin" not in preflight.headers
+    allowed = httpx.options(
+        stack.gateway + MAIL_IN,
+        headers={
+            "Origin": stack.page,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
+        trust_env=False,
+    )
+    assert allowed.status_code == 204
+    assert allowed.headers["access-control-allow-origin"] == stack.page
