@@ -34,6 +34,7 @@ from prometheus_client import CollectorRegistry
 from gateway import __version__
 from gateway.access import Access, cors_headers, preflight_headers
 from gateway.accesslog import AccessLog, JsonFormatter
+from gateway.cache import Cached, ResponseCache, cacheable
 from gateway.config import LimitRule, Route, Settings, load_settings
 from gateway.credentials import CredentialSet, TokenTable, status_of
 from gateway.errors import (
@@ -92,6 +93,7 @@ class Gateway:
         self.forwarding = Forwarding(policy.limits.trusted_proxies)
         self.metrics = Metrics(registry or CollectorRegistry(), version=__version__)
         self.access_log = AccessLog()
+        self.cache = ResponseCache()
         self._transport = transport
         self._storage = storage
         self.upstream: Upstream | None = None
@@ -245,12 +247,47 @@ class Gateway:
             (b"x-request-id", ex.request_id),
         ]
         target = ascii_target(scope.get("raw_path") or path.encode(), scope["query_string"])
+        cache_key = None
+        if route.cache_ttl and method == "GET":
+            cache_key = (route.name, target.encode(), headers.get(b"accept-encoding", b""))
+            hit = self.cache.get(cache_key)
+            if hit is not None:
+                await self._send_cached(hit, send, ex)
+                return
         assert self.upstream is not None
         sent_at = time.perf_counter()
         response = await self.upstream.send(route, method, target, upstream_headers, content)
         self.metrics.upstream_duration.labels(route.name).observe(time.perf_counter() - sent_at)
         ex.upstream_status = response.status
+        if cache_key is not None and route.cache_ttl:
+            length = cacheable(response.status, response.headers)
+            if length is not None:
+                await self._fill_cache(response, cache_key, route.cache_ttl, length, send, ex)
+                return
+            ex.extra_headers = [*ex.extra_headers, (b"x-cache-status", b"bypass")]
         await self._stream(response, receive, send, ex)
+
+    async def _fill_cache(self, response: UpstreamResponse, key: tuple[str, bytes, bytes],
+                          ttl: int, length: int, send: Send, ex: _Exchange) -> None:
+        try:
+            body = b"".join([chunk async for chunk in response.body()])
+        finally:
+            await response.aclose()
+        if len(body) == length:
+            self.cache.put(key, response.status, response.headers, body, ttl)
+        ex.status = response.status
+        out = [*response.headers, (b"x-request-id", ex.request_id), *ex.extra_headers,
+               (b"x-cache-status", b"miss")]
+        await send({"type": "http.response.start", "status": response.status, "headers": out})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _send_cached(self, hit: Cached, send: Send, ex: _Exchange) -> None:
+        ex.status = hit.status
+        age = str(int(time.monotonic() - hit.stored_at)).encode()
+        out = [*hit.headers, (b"x-request-id", ex.request_id), *ex.extra_headers,
+               (b"age", age), (b"x-cache-status", b"hit")]
+        await send({"type": "http.response.start", "status": hit.status, "headers": out})
+        await send({"type": "http.response.body", "body": hit.body})
 
     async def _request_content(self, route: Route, headers: dict[bytes, bytes],
                                receive: Receive) -> bytes | AsyncIterator[bytes] | None:

@@ -289,3 +289,41 @@ def test_concurrent_requests_each_get_their_own_answer(gw, upstream):
     for t in threads:
         t.join()
     assert sorted(results) == sorted(f"/api/v2/public/catalog/item-{i}" for i in range(20))
+
+
+CACHE_POLICY = """
+routes:
+  - name: cached-status
+    path: /b/status/{n:int}
+    methods: [GET]
+    credentials: [api_key]
+    access: public
+    cache_ttl: 60
+  - name: cached
+    path: /b/{kind}
+    methods: [GET]
+    credentials: [api_key]
+    access: public
+    cache_ttl: 60
+"""
+
+
+def test_cache_ttl_routes_answer_repeated_gets_from_memory(gateway_factory, upstream):
+    gw = gateway_factory(CACHE_POLICY)
+    first = httpx.get(gw.url + "/b/item?a=1")
+    second = httpx.get(gw.url + "/b/item?a=1")
+    assert first.headers["x-cache-status"] == "miss"
+    assert second.headers["x-cache-status"] == "hit" and "age" in second.headers
+    assert second.content == first.content
+    assert second.headers["x-request-id"] != first.headers["x-request-id"]
+    assert len(upstream.received) == 1
+    assert httpx.get(gw.url + "/b/item?a=2").headers["x-cache-status"] == "miss"
+    assert len(upstream.received) == 2
+
+
+def test_cache_keeps_no_errors(gateway_factory, upstream):
+    gw = gateway_factory(CACHE_POLICY)
+    for _ in range(2):
+        r = httpx.get(gw.url + "/b/status/404")
+        assert r.status_code == 404 and r.headers["x-cache-status"] == "bypass"
+    assert len(upstream.received) == 2
