@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test install lint redis chromium demo bench clean
+.PHONY: run test install lint redis tools demo bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,7 +20,7 @@ run: install
 	@bash scripts/run.sh
 
 ## make test: lint, type-check, and the whole suite against a real Redis and Chromium.
-test: install redis chromium lint
+test: install redis tools lint
 	$(BIN)/python -m pytest
 
 lint: install
@@ -30,8 +30,8 @@ lint: install
 redis:
 	@bash scripts/ensure-redis.sh
 
-chromium:
-	@bash scripts/ensure-chromium.sh
+tools:
+	@bash scripts/ensure-tools.sh
 
 ## make demo: the widget page on its own origin (:8090), the gateway (:8080), the sandbox.
 demo: install
