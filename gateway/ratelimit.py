@@ -63,7 +63,7 @@ def body_values(route: Route, body: bytes) -> dict[str, str]:
     """
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise InvalidBody("The request body is not valid JSON.") from exc
     if not isinstance(data, dict):
         raise InvalidBody("The request body must be a JSON object.")
@@ -100,7 +100,7 @@ class Decision:
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     refused_per: str | None = None
     retry_after: int = 0
-    shadow_refused: list[str] = field(default_factory=list)
+    shadow_refused: list[tuple[str, str]] = field(default_factory=list)  # (scope, per)
     storage_error: bool = False
 
     def raise_if_refused(self) -> None:
@@ -202,17 +202,28 @@ class Limiter:
         for a, ok in zip(applied, hits, strict=True):
             if ok:
                 continue
-            if a.rule.shadow:
-                decision.shadow_refused.append(f"{a.scope}:{a.rule.per}")
+            if a.rule.shadow:  # once per limit, by the hit its full window refused
+                if (a.scope, a.rule.per) not in decision.shadow_refused:
+                    decision.shadow_refused.append((a.scope, a.rule.per))
             elif decision.refused_per is None:
                 # Lost a race with another request for the last slot.
                 decision.refused_per = a.rule.per
                 decision.retry_after = max(1, math.ceil(a.item.get_expiry() / a.item.amount))
-        for a, s in zip(applied, stats, strict=True):
-            if a.rule.shadow and s.remaining < 1:
-                decision.shadow_refused.append(f"{a.scope}:{a.rule.per}")
         decision.headers = _headers(enforced, now, consumed=decision.refused_per is None)
         return decision
+
+    async def aclose(self) -> None:
+        """Close the storage's Redis connections; the app calls this at shutdown.
+
+        `limits` storages have no close of their own: its Redis bridge holds the
+        redis-py clients (`storage`, and with Sentinel `storage_replica` and
+        `sentinel`). Memory storage holds nothing to close.
+        """
+        bridge = getattr(self._storage, "bridge", None)
+        for name in ("storage", "storage_replica", "sentinel"):
+            close = getattr(getattr(bridge, name, None), "aclose", None)
+            if close is not None:
+                await close()
 
     async def ready(self) -> bool:
         try:
