@@ -64,8 +64,8 @@ class Access:
         """The caller of `route`, or 401 / 403.
 
         Public routes: the Origin, when sent, must be allowed; a token, when
-        sent, must be valid. Internal routes: a valid token is required, and its
-        client must list the route.
+        sent, must be valid, and makes its client the caller. Internal routes: a
+        valid token is required, and its client must list the route.
         """
         if route.access == "public" and origin is not None and not self.origins.allows(origin):
             raise OriginNotAllowed()
@@ -74,8 +74,11 @@ class Access:
                 return PUBLIC
             raise Unauthorized()
         client = self._client(authorization)
-        if not client.allows(route.name):
+        if route.access == "internal" and not client.allows(route.name):
             raise Forbidden()
+        # On a public route the token only says who is calling (quotas, metrics,
+        # logs): refusing it there would refuse what the same request without
+        # the token gets.
         return Caller(client.name, client)
 
     def _client(self, authorization: str) -> Client:

@@ -150,6 +150,8 @@ class Gateway:
         self.ready = False
         if self.upstream is not None:
             await self.upstream.aclose()
+        if self.limiter is not None:
+            await self.limiter.aclose()
 
     # -- one request --------------------------------------------------------
 
@@ -317,9 +319,10 @@ class Gateway:
         self.metrics.limiter_duration.observe(time.perf_counter() - started)
         if decision.storage_error:
             self.metrics.limiter_errors.inc()
-        for per in decision.shadow_refused:
-            self.metrics.shadow_limited.labels(route.name, per.rsplit(":", 1)[-1]).inc()
-            log.info("shadow limit %s on route %s would refuse this request", per, route.name)
+        for counted_in, per in decision.shadow_refused:
+            self.metrics.shadow_limited.labels(route.name, per).inc()
+            log.info("shadow limit %s (%s) on route %s would refuse this request", per,
+                     counted_in, route.name)
         ex.extra_headers = ex.extra_headers + decision.headers
         if decision.refused_per is not None:
             ex.limited = True

@@ -34,7 +34,7 @@ CREDENTIAL_NAMES = frozenset(h.encode() for h in CREDENTIAL_HEADERS.values())
 # gateway sets itself, and addressing headers a caller could spoof.
 REQUEST_DROP = HOP_BY_HOP | CREDENTIAL_NAMES | frozenset({
     b"host", b"authorization", b"cookie", b"x-forwarded-for", b"x-forwarded-proto",
-    b"x-request-id", b"forwarded", b"x-real-ip",
+    b"x-request-id", b"forwarded", b"x-real-ip", b"expect",
 })
 RESPONSE_DROP = HOP_BY_HOP | CREDENTIAL_NAMES | frozenset({
     b"set-cookie", b"set-cookie2", b"x-request-id", b"date",  # uvicorn sets Date
@@ -63,6 +63,8 @@ def clean_response_headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[bytes, 
         lower = name.lower()
         if lower in RESPONSE_DROP or (listed and lower in listed):
             continue
+        if lower.startswith(b"access-control-"):
+            continue  # CORS is the gateway's to answer, per route and origin
         out.append((lower, value))
     return out
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.support.gateway import KEYS, free_port, raw_request
-from tests.support.upstream import PATTERN, Upstream
+from tests.support.upstream import PATTERN
 
 TOKEN = "ops-token-3b9f0c1e"
 TOKEN_SHA = hashlib.sha256(TOKEN.encode()).hexdigest()
