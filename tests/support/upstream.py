@@ -165,7 +165,7 @@ class Upstream:
             extra = (b"set-cookie: session=abc; Path=/\r\nx-api-key: leaked-api\r\n"
                      b"x-secret-key: leaked-secret\r\nx-tenant-id: leaked-tenant\r\n"
                      b"x-marketplace-key: leaked-mkt\r\nconnection: x-hop\r\nx-hop: 1\r\n"
-                     b"x-upstream: kept\r\n")
+                     b"access-control-allow-origin: *\r\nx-upstream: kept\r\n")
         body = json.dumps({"status_code": status, "path": path, "method": method}).encode()
         writer.write(b"HTTP/1.1 %d X\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
                      % (status, len(body)) + extra + b"\r\n" + (b"" if method == "HEAD" else body))
