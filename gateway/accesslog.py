@@ -19,6 +19,9 @@ _EMAIL = re.compile(r"[\w.!#$%&'*+=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+")
 # Runs of 8 to 15 digits with phone punctuation, not touching letters, dots or
 # colons (so addresses, ports and versions stay), and not an ISO date.
 _PHONE = re.compile(r"(?<![\w.:])\+?\(?\d[\d\s()-]{6,}\d(?![\w.:])")
+# The dotted North American style, 555.010.0000 or +1.555.010.0000: its last
+# group of four digits sets it apart from an IPv4 address.
+_DOTTED_PHONE = re.compile(r"(?<![\w.])(?:\+?\d{1,3}\.)?\d{3}\.\d{3}\.\d{4}(?![\w.])")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 ACCESS_FIELDS = ("request_id", "client", "route", "method", "path", "status", "duration_ms",
                  "upstream_status", "limited")
@@ -28,7 +31,7 @@ def mask(text: str) -> str:
     """Email-like and phone-like parts replaced by markers."""
     if "@" in text:
         text = _EMAIL.sub("[email]", text)
-    return _PHONE.sub(_phone, text)
+    return _PHONE.sub(_phone, _DOTTED_PHONE.sub("[phone]", text))
 
 
 def _phone(match: re.Match[str]) -> str:
@@ -53,18 +56,23 @@ class JsonFormatter(logging.Formatter):
         }
         access = getattr(record, "access", None)
         if isinstance(access, dict):
-            out.update(access)
-            out["path"] = mask(str(access.get("path", "")))
+            out.update({k: self._hide(v) if isinstance(v, str) else v
+                        for k, v in access.items()})
+            out["path"] = mask(self._hide(str(access.get("path", ""))))
         else:
-            out["message"] = mask(record.getMessage())
+            out["message"] = mask(self._hide(record.getMessage()))
         if record.exc_info and record.exc_info[1] is not None:
             exc = record.exc_info[1]
-            out["error"] = mask(f"{type(exc).__name__}: {exc}")
+            out["error"] = mask(self._hide(f"{type(exc).__name__}: {exc}"))
         line = json.dumps(out, separators=(",", ":"), default=str)
+        return self._hide(line)
+
+    def _hide(self, text: str) -> str:
+        """Secret values replaced; done before JSON escaping, which would disguise them."""
         for secret in self.secrets:
-            if secret in line:
-                line = line.replace(secret, "[secret]")
-        return line
+            if secret in text:
+                text = text.replace(secret, "[secret]")
+        return text
 
 
 class AccessLog:

@@ -1,0 +1,169 @@
+"""accesslog: masking of emails and phones, and the JSON formatter's second net."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from gateway.accesslog import ACCESS_FIELDS, AccessLog, JsonFormatter, mask
+
+SECRETS = ("test-api-key-5f1c", "test-secret-key-9e2d")
+
+
+@pytest.mark.parametrize(("text", "masked"), [
+    ("/api/v2/public/catalog/john.doe@example.com", "/api/v2/public/catalog/[email]"),
+    ("/c/Jane.Roe+tag@Example.co.uk/next", "/c/[email]/next"),
+    ("to a.b@c.io and x_y@d.example.org", "to [email] and [email]"),
+    ("/c/+15550100000", "/c/[phone]"),
+    ("/c/15550100000", "/c/[phone]"),
+    ("/c/+1 (555) 010-0000", "/c/[phone]"),
+    ("/c/(555) 010 0000/x", "/c/[phone]/x"),
+    ("/c/555-010-0000", "/c/[phone]"),
+    ("/c/555.010.0000", "/c/[phone]"),
+    ("/c/+1.555.010.0000", "/c/[phone]"),
+    ("/c/+44 20 7946 0958", "/c/[phone]"),
+    ("/c/0044-20-7946-0958", "/c/[phone]"),
+    ("phone=+33 6 12 34 56 78&x=1", "phone=[phone]&x=1"),
+    ("/c/tel:+15550100000", "/c/tel:+[phone]"),
+])
+def test_emails_and_phones_are_masked(text, masked):
+    assert mask(text) == masked
+
+
+@pytest.mark.parametrize("text", [
+    "127.0.0.1:8080",
+    "10.0.0.12",
+    "192.168.100.200",
+    "[::1]:9464",
+    "[2001:db8::8a2e:370:7334]:443",
+    "Listening at: http://127.0.0.1:52121 (19585)",
+    "/api/v2/admin/orders/12345",
+    "/items/1234567",
+    "/c/2024-01-31",
+    "2026-11-27T06:43:47.369Z",
+    "version 1.22.333",
+    "id abc12345678",
+    "order-7f3a9c21d4e5b6a7",
+    "duration 57.308 ms",
+    "Booting worker with pid: 19595",
+    "/api/v2/public/catalog/categories?limit=20",
+])
+def test_addresses_ports_dates_and_short_ids_are_kept(text):
+    assert mask(text) == text
+
+
+@pytest.fixture
+def capture() -> Iterator[tuple[logging.Logger, io.StringIO]]:
+    """A private logger writing through JsonFormatter into a buffer."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter(SECRETS))
+    logger = logging.getLogger(f"test.accesslog.{id(stream)}")
+    logger.handlers = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.DEBUG)
+    yield logger, stream
+    logger.handlers = []
+    handler.close()
+
+
+def lines(stream: io.StringIO) -> list[dict[str, object]]:
+    out = stream.getvalue().splitlines()
+    return [json.loads(line) for line in out]
+
+
+def test_each_record_is_one_json_line_with_time_level_logger_and_message(capture):
+    logger, stream = capture
+    logger.warning("route %s is disabled", "market")
+    [line] = lines(stream)
+    assert line["level"] == "warning"
+    assert line["logger"] == logger.name
+    assert line["message"] == "route market is disabled"
+    assert str(line["time"]).endswith("Z")
+
+
+def test_configured_secret_values_are_replaced_wherever_they_appear(capture):
+    logger, stream = capture
+    logger.info("sent x-api-key %s to %s", SECRETS[0], f"/x/{SECRETS[1]}/y")
+    AccessLog(logger).record({"request_id": SECRETS[0], "client": "public", "route": "r",
+                              "method": "GET", "path": f"/c/{SECRETS[1]}", "status": 200,
+                              "duration_ms": 1.5, "upstream_status": 200, "limited": False})
+    text = stream.getvalue()
+    assert not any(s in text for s in SECRETS)
+    assert text.count("[secret]") == 4
+    assert all(lines(stream))
+
+
+def test_an_exception_is_written_as_type_and_message_never_a_traceback(capture):
+    logger, stream = capture
+    try:
+        raise ValueError(f"bad key {SECRETS[0]} for jane@example.com, call +15550100000")
+    except ValueError:
+        logger.exception("unexpected error handling a request")
+        logger.error("again", exc_info=sys.exc_info())
+    for line in lines(stream):
+        assert line["error"] == "ValueError: bad key [secret] for [email], call [phone]"
+    text = stream.getvalue()
+    assert "Traceback" not in text and "File " not in text and __file__ not in text
+    assert len(text.splitlines()) == 2
+
+
+def test_an_exception_chained_from_another_shows_neither_traceback(capture):
+    logger, stream = capture
+    try:
+        try:
+            raise KeyError("inner")
+        except KeyError as exc:
+            raise RuntimeError("outer") from exc
+    except RuntimeError as exc:
+        logger.error("failed", exc_info=exc)
+    [line] = lines(stream)
+    assert line["error"] == "RuntimeError: outer"
+    assert "Traceback" not in stream.getvalue()
+
+
+def test_an_access_line_holds_exactly_its_fields_with_the_path_masked(capture):
+    logger, stream = capture
+    fields = {"request_id": "abc", "client": "public", "route": "catalog", "method": "GET",
+              "path": "/api/v2/public/catalog/john@example.com/+15550100000", "status": 200,
+              "duration_ms": 3.25, "upstream_status": 200, "limited": False}
+    AccessLog(logger).record(fields)
+    [line] = lines(stream)
+    assert set(line) == {"time", "level", "logger", *ACCESS_FIELDS}
+    assert line["path"] == "/api/v2/public/catalog/[email]/[phone]"
+    assert {k: line[k] for k in ACCESS_FIELDS if k != "path"} == {
+        k: v for k, v in fields.items() if k != "path"}
+
+
+def test_the_access_log_writes_nothing_when_info_is_off(capture):
+    logger, stream = capture
+    logger.setLevel(logging.WARNING)
+    AccessLog(logger).record({"path": "/x"})
+    assert stream.getvalue() == ""
+
+
+def test_a_formatter_without_secrets_ignores_empty_values():
+    formatter = JsonFormatter(("", "k"))
+    assert formatter.secrets == ("k",)
+    record = logging.LogRecord("gateway", logging.INFO, __file__, 1, "plain", None, None)
+    assert json.loads(formatter.format(record))["message"] == "plain"
+
+
+def test_a_secret_that_json_would_escape_is_still_replaced():
+    secret = 'p"a\\ss-ü'
+    formatter = JsonFormatter((secret,))
+    record = logging.LogRecord("gateway", logging.INFO, __file__, 1, "key %s", (secret,), None)
+    line = formatter.format(record)
+    assert json.loads(line)["message"] == "key [secret]"
+
+
+def test_a_secret_that_looks_like_a_phone_is_replaced_whole():
+    secret = "tenant-15550100000-x"
+    formatter = JsonFormatter((secret,))
+    record = logging.LogRecord("gateway", logging.INFO, __file__, 1, "id %s", (secret,), None)
+    assert json.loads(formatter.format(record))["message"] == "id [secret]"
