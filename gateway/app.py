@@ -135,11 +135,15 @@ class Gateway:
         if not settings.redis_url:
             log.warning("GATEWAY_REDIS_URL is not set: rate limits are counted in this "
                         "process's memory, so each worker and replica counts on its own")
+        enabled = []
         for route in settings.policy.routes:
             missing = self.credentials.missing(route.name)
             if missing:
                 log.warning("route %s is disabled: credential %s missing", route.name,
                             ", ".join(missing))
+            else:
+                enabled.append(route.name)
+        log.info("routes enabled: %s", ", ".join(enabled) or "none")
         log.info("gateway %s ready: %d routes, %d clients, credentials %s, upstream %s",
                  __version__, len(settings.policy.routes), len(settings.policy.clients),
                  ", ".join(f"{k} {v}" for k, v in status_of(settings.credentials).items()),

@@ -494,15 +494,18 @@ def parse_policy(data: Any) -> Policy:
     else:
         seen: dict[str, int] = {}
         for i, item in enumerate(raw_routes or []):
+            name = item.get("name") if isinstance(item, dict) else None
+            duplicate = False
+            if isinstance(name, str):
+                duplicate = name in seen
+                if duplicate:
+                    p.add(f"routes[{i}].name",
+                          f"{name!r} is already the name of routes[{seen[name]}]")
+                else:
+                    seen[name] = i
             route = _route(item, f"routes[{i}]", base, p)
-            if route is None:
-                continue
-            if route.name in seen:
-                p.add(f"routes[{i}].name",
-                      f"{route.name!r} is already the name of routes[{seen[route.name]}]")
-                continue
-            seen[route.name] = i
-            routes.append(route)
+            if route is not None and not duplicate:
+                routes.append(route)
     route_names = {r.name for r in routes} | _names(raw_routes)
     clients: list[Client] = []
     raw_clients = top.get("clients")

@@ -203,3 +203,13 @@ def test_redis_url_schemes_of_the_contract_are_accepted():
     for url in ("redis://h:6379/0", "rediss://h", "redis+sentinel://h:26379/mymaster",
                 "redis+cluster://h:7000"):
         assert load_settings({"GATEWAY_REDIS_URL": url}, text=MINIMAL).redis_url == url
+
+
+def test_a_duplicate_name_is_reported_even_when_the_first_route_has_problems_too():
+    text = """
+routes:
+  - {name: dup, path: /one, limits: [{per: ip, rate: 5/hr}]}
+  - {name: dup, path: /two}
+"""
+    assert problems(text) == ['routes[0].limits[0].rate: "5/hr" is not a rate like "5/hour"',
+                              "routes[1].name: 'dup' is already the name of routes[0]"]
