@@ -35,8 +35,9 @@ from gateway import __version__
 from gateway.access import Access, cors_headers, preflight_headers
 from gateway.accesslog import AccessLog, JsonFormatter
 from gateway.cache import Cached, ResponseCache, cacheable
-from gateway.config import LimitRule, Route, Settings, load_settings
+from gateway.config import LimitRule, Route, Settings
 from gateway.credentials import CredentialSet, TokenTable, status_of
+from gateway.environment import load_settings
 from gateway.errors import (
     ClientDisconnected,
     ConfigError,

@@ -17,8 +17,9 @@ from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 from gateway import __version__
-from gateway.config import Settings, format_bind, load_settings, parse_bind, policy_text
+from gateway.config import Settings
 from gateway.credentials import status_of, token_sha256
+from gateway.environment import format_bind, load_settings, parse_bind, policy_text
 from gateway.errors import ConfigError
 
 
@@ -135,7 +136,7 @@ def sandbox(args: argparse.Namespace) -> int:
     import uvicorn
 
     from gateway.accesslog import logging_config
-    from gateway.config import read_env_value
+    from gateway.environment import read_env_value
     from gateway.sandbox import create_app
 
     host, port = parse_bind(args.bind, "--bind")

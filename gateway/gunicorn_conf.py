@@ -30,7 +30,7 @@ def when_ready(server: Any) -> None:
     """Start the metrics listener in the master: it sums every worker's files."""
     from prometheus_client import CollectorRegistry, Gauge
 
-    from gateway.config import parse_bind
+    from gateway.environment import parse_bind
     from gateway.metrics import multiprocess_registry, start_metrics_server
 
     bind = parse_bind(os.environ.get("GATEWAY_METRICS_BIND", "127.0.0.1:9464"),
@@ -44,7 +44,7 @@ def when_ready(server: Any) -> None:
 
 def on_reload(server: Any) -> None:
     """SIGHUP: validate the policy before new workers start; keep the old one if bad."""
-    from gateway.config import load_settings, policy_text
+    from gateway.environment import load_settings, policy_text
     from gateway.errors import ConfigError
 
     try:

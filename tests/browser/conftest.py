@@ -244,8 +244,10 @@ def broken_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         processes.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    # Module scope: Playwright's sync API keeps an event loop running in this
+    # thread until it stops, which would break asyncio.run() in later modules.
     assert CHROMIUM.exists(), (
         f"{CHROMIUM} is missing: apt-get update && apt-get install -y chromium"
     )

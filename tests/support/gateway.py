@@ -17,7 +17,8 @@ import httpx
 import uvicorn
 
 from gateway.app import create_app
-from gateway.config import Settings, load_settings
+from gateway.config import Settings
+from gateway.environment import load_settings
 
 KEYS = {
     "REUSELY_API_KEY": "test-api-key-5f1c",

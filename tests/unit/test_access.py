@@ -14,9 +14,11 @@ from gateway.access import (
     cors_headers,
     preflight_headers,
 )
-from gateway.config import Client, Cors, Policy, Route, load_settings, parse_policy
+from gateway.config import Client, Cors, Policy, Route
 from gateway.credentials import TokenTable, token_sha256
+from gateway.environment import load_settings
 from gateway.errors import ConfigError, Forbidden, OriginNotAllowed, Unauthorized
+from gateway.policy import parse_policy
 
 OPS_TOKEN = "ops-token-1a2b3c"
 OLD_TOKEN = "pricing-old-token-4d5e"

@@ -6,15 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import (
-    Timeout,
-    default_policy_text,
-    load_settings,
-    parse_policy,
-    parse_yaml,
-    policy_text,
-)
+from gateway.config import Timeout
+from gateway.environment import default_policy_text, load_settings, policy_text
 from gateway.errors import ConfigError
+from gateway.policy import parse_policy, parse_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 MINIMAL = """

@@ -12,7 +12,8 @@ import yaml
 from limits.aio.storage import MemoryStorage
 from limits.storage import storage_from_string
 
-from gateway.config import Route, Settings, load_settings
+from gateway.config import Route, Settings
+from gateway.environment import load_settings
 from gateway.errors import InvalidBody
 from gateway.ratelimit import Decision, Limiter, body_values, create_storage, normalise
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.config import parse_policy, parse_yaml
 from gateway.errors import InvalidPath, MethodNotAllowed, RouteNotFound
+from gateway.policy import parse_policy, parse_yaml
 from gateway.routing import RouteTable, check_path
 
 POLICY = """
