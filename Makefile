@@ -24,7 +24,7 @@ test: install redis tools lint
 	$(BIN)/python -m pytest
 
 lint: install
-	$(BIN)/ruff check gateway tests bench examples
+	$(BIN)/ruff check gateway tests examples $(wildcard bench)
 	$(BIN)/mypy
 
 redis:
