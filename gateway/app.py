@@ -342,6 +342,7 @@ class Gateway:
         ex.started = True
         length = _content_length(response.headers)
         sent = 0
+        done = False
         watcher: asyncio.Future[None] | None = None
         try:
             async for chunk in response.body():
@@ -349,12 +350,15 @@ class Gateway:
                 done = length is not None and sent >= length
                 await send({"type": "http.response.body", "body": chunk, "more_body": not done})
                 if done:
-                    return
+                    # Keep iterating: httpx must see the end of the message, or it
+                    # closes the connection instead of returning it to the pool.
+                    continue
                 if watcher is None:
                     watcher = asyncio.ensure_future(_wait_disconnect(receive))
                 elif watcher.done():
                     return  # the caller left; stop reading from Reusely
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            if not done:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             if watcher is not None:
                 watcher.cancel()

@@ -327,3 +327,12 @@ def test_cache_keeps_no_errors(gateway_factory, upstream):
         r = httpx.get(gw.url + "/b/status/404")
         assert r.status_code == 404 and r.headers["x-cache-status"] == "bypass"
     assert len(upstream.received) == 2
+
+
+def test_connections_to_reusely_are_reused_across_requests(gw, upstream):
+    with httpx.Client() as client:
+        for path in ("/api/v2/public/catalog/a", "/api/v2/public/catalog/b", "/b/big/100000",
+                     "/b/status/404", "/api/v2/public/catalog/c"):
+            assert client.get(gw.url + path).status_code in (200, 404)
+    assert len(upstream.received) == 5
+    assert upstream.connections == 1

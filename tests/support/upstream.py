@@ -48,6 +48,7 @@ class Upstream:
     host: str = "127.0.0.1"
     port: int = 0
     received: list[Received] = field(default_factory=list)
+    connections: int = 0
     release: threading.Event = field(default_factory=threading.Event)
     first_sent: threading.Event = field(default_factory=threading.Event)
     last_sent: threading.Event = field(default_factory=threading.Event)
@@ -91,6 +92,7 @@ class Upstream:
         self._loop.run_forever()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
         try:
             while await self._one(reader, writer):
                 pass
