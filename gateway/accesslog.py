@@ -23,6 +23,9 @@ _PHONE = re.compile(r"(?<![\w.:])\+?\(?\d[\d\s()-]{6,}\d(?![\w.:])")
 # group of four digits sets it apart from an IPv4 address.
 _DOTTED_PHONE = re.compile(r"(?<![\w.])(?:\+?\d{1,3}\.)?\d{3}\.\d{3}\.\d{4}(?![\w.])")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# Shorter values are not hidden: replacing a one-letter "key" would garble every
+# line, and a real Reusely key is far longer.
+MIN_SECRET_LENGTH = 6
 ACCESS_FIELDS = ("request_id", "client", "route", "method", "path", "status", "duration_ms",
                  "upstream_status", "limited")
 
@@ -45,7 +48,7 @@ class JsonFormatter(logging.Formatter):
 
     def __init__(self, secrets: tuple[str, ...] = ()) -> None:
         super().__init__()
-        self.secrets = tuple(s for s in secrets if s)
+        self.secrets = tuple(s for s in secrets if len(s) >= MIN_SECRET_LENGTH)
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
@@ -105,3 +108,14 @@ def logging_config(level: str, secrets: tuple[str, ...] = ()) -> dict[str, Any]:
             "httpcore": {"level": "WARNING"},
         },
     }
+
+
+def hide_in_logs(secrets: tuple[str, ...]) -> None:
+    """Tell every JSON formatter already installed the secret values it must never write."""
+    kept = tuple(s for s in secrets if len(s) >= MIN_SECRET_LENGTH)
+    loggers = [logging.getLogger(), *(logging.getLogger(n) for n in
+               ("gateway.access", "gunicorn.error", "uvicorn.error"))]
+    for logger in loggers:
+        for handler in logger.handlers:
+            if isinstance(handler.formatter, JsonFormatter):
+                handler.formatter.secrets = kept

@@ -33,7 +33,7 @@ from prometheus_client import CollectorRegistry
 
 from gateway import __version__
 from gateway.access import Access, cors_headers, preflight_headers
-from gateway.accesslog import AccessLog, JsonFormatter
+from gateway.accesslog import AccessLog, hide_in_logs
 from gateway.cache import Cached, ResponseCache, cacheable
 from gateway.config import LimitRule, Route, Settings
 from gateway.credentials import CredentialSet, TokenTable, status_of
@@ -443,19 +443,6 @@ def create_app(settings: Settings, **kwargs: Any) -> Gateway:
     return Gateway(settings, **kwargs)
 
 
-def install_secret_masking(settings: Settings) -> None:
-    """Tell every JSON log formatter the secret values it must never write."""
-    secrets = tuple(s.reveal() for s in settings.credentials.values() if s is not None)
-    if settings.limit_key_secret is not None:
-        secrets += (settings.limit_key_secret.reveal(),)
-    loggers = [logging.getLogger(), *(logging.getLogger(n) for n in
-               ("gateway.access", "gunicorn.error", "uvicorn.error"))]
-    for logger in loggers:
-        for handler in logger.handlers:
-            if isinstance(handler.formatter, JsonFormatter):
-                handler.formatter.secrets = secrets
-
-
 def create_app_from_env() -> Gateway:
     """The gunicorn worker factory: settings from the environment `serve` prepared.
 
@@ -473,6 +460,9 @@ def create_app_from_env() -> Gateway:
         for problem in exc.problems:
             log.error("configuration: %s", problem)
         raise SystemExit(2) from None
-    install_secret_masking(settings)
+    secrets = tuple(s.reveal() for s in settings.credentials.values() if s is not None)
+    if settings.limit_key_secret is not None:
+        secrets += (settings.limit_key_secret.reveal(),)
+    hide_in_logs(secrets)
     registry = multiprocess_registry() if environ.get("PROMETHEUS_MULTIPROC_DIR") else None
     return create_app(settings, registry=registry)

@@ -147,11 +147,12 @@ def test_the_access_log_writes_nothing_when_info_is_off(capture):
     assert stream.getvalue() == ""
 
 
-def test_a_formatter_without_secrets_ignores_empty_values():
-    formatter = JsonFormatter(("", "k"))
-    assert formatter.secrets == ("k",)
-    record = logging.LogRecord("gateway", logging.INFO, __file__, 1, "plain", None, None)
-    assert json.loads(formatter.format(record))["message"] == "plain"
+def test_empty_and_very_short_values_are_not_treated_as_secrets():
+    formatter = JsonFormatter(("", "k", "key-0123"))
+    assert formatter.secrets == ("key-0123",)
+    record = logging.LogRecord("gateway", logging.INFO, __file__, 1, "keep k, hide key-0123",
+                               None, None)
+    assert json.loads(formatter.format(record))["message"] == "keep k, hide [secret]"
 
 
 def test_a_secret_that_json_would_escape_is_still_replaced():
