@@ -403,19 +403,7 @@ def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnected()
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge()
-        chunks.append(chunk)
-        if not message.get("more_body"):
-            return b"".join(chunks)
+    return b"".join([chunk async for chunk in _stream_body(receive, limit)])
 
 
 async def _stream_body(receive: Receive, limit: int) -> AsyncIterator[bytes]:

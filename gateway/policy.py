@@ -224,6 +224,15 @@ ROUTE_KEYS = ("name", "path", "methods", "credentials", "access", "cache_ttl", "
               "timeout", "max_body_bytes", "retries", "on_error")
 
 
+def _name(raw: dict[str, Any], at: str, reserved: str, why: str, p: _Problems) -> Any:
+    name = raw.get("name")
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        p.add(f"{at}.name", f"{name!r} must match [a-z0-9-]+")
+    elif name == reserved:
+        p.add(f"{at}.name", f'"{reserved}" is reserved for {why}')
+    return name
+
+
 def _route(item: Any, at: str, policy: Policy, p: _Problems) -> Route | None:
     from starlette.routing import compile_path  # Starlette's own path syntax
 
@@ -231,11 +240,7 @@ def _route(item: Any, at: str, policy: Policy, p: _Problems) -> Route | None:
     if not isinstance(item, dict):
         return None
     before = len(p.lines)
-    name = raw.get("name")
-    if not isinstance(name, str) or not NAME_RE.match(name):
-        p.add(f"{at}.name", f"{name!r} must match [a-z0-9-]+")
-    elif name == "unmatched":
-        p.add(f"{at}.name", '"unmatched" is reserved for the metrics label of unmatched requests')
+    name = _name(raw, at, "unmatched", "the metrics label of unmatched requests", p)
     path = raw.get("path")
     if not isinstance(path, str) or not path.startswith("/"):
         p.add(f"{at}.path", f"{path!r} must be a path starting with /")
@@ -281,11 +286,7 @@ def _client(item: Any, at: str, route_names: set[str], p: _Problems) -> Client |
     if not isinstance(item, dict):
         return None
     before = len(p.lines)
-    name = raw.get("name")
-    if not isinstance(name, str) or not NAME_RE.match(name):
-        p.add(f"{at}.name", f"{name!r} must match [a-z0-9-]+")
-    elif name == "public":
-        p.add(f"{at}.name", '"public" is reserved for anonymous callers')
+    name = _name(raw, at, "public", "anonymous callers", p)
     hashes = raw.get("token_sha256")
     hash_list = [hashes] if isinstance(hashes, str) else hashes
     if not isinstance(hash_list, list) or not hash_list:
