@@ -111,7 +111,6 @@ class Cors:
 class Upstream:
     timeout: Timeout = Timeout()
     max_connections: int = 100
-    max_keepalive: int = 16
     retries: int = 1
 
 

@@ -330,12 +330,11 @@ def parse_policy(data: Any) -> Policy:
     if data is None:
         p.add("(top level)", "the policy is empty; `routes` is required")
     up_raw = _mapping(top.get("upstream"), "upstream",
-                      ("timeout", "max_connections", "max_keepalive", "retries"), p)
+                      ("timeout", "max_connections", "retries"), p)
     upstream = Upstream(
         timeout=_timeout(up_raw.get("timeout"), "upstream.timeout", Timeout(), p),
         max_connections=_int(up_raw.get("max_connections", 100), "upstream.max_connections",
                              p, minimum=1) or 100,
-        max_keepalive=_int(up_raw.get("max_keepalive", 16), "upstream.max_keepalive", p) or 0,
         retries=_int(up_raw.get("retries", 1), "upstream.retries", p) or 0,
     )
     lim_raw = _mapping(top.get("limits"), "limits", ("on_error", "trusted_proxies", "timeout"), p)

@@ -24,6 +24,7 @@ import httpx
 
 from gateway.config import CREDENTIAL_HEADERS, Route, Settings
 from gateway.errors import UpstreamTimeout, UpstreamUnavailable
+from gateway.transport import AiohttpTransport
 
 HOP_BY_HOP = frozenset({
     b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te",
@@ -111,12 +112,10 @@ class Upstream:
         self.client = httpx.AsyncClient(
             timeout=httpx.Timeout(connect=up.timeout.connect, read=up.timeout.read,
                                   write=up.timeout.write, pool=up.timeout.pool),
-            limits=httpx.Limits(max_connections=up.max_connections,
-                                max_keepalive_connections=up.max_keepalive),
             follow_redirects=False,
             trust_env=False,
             cookies=no_cookies,
-            transport=transport,
+            transport=transport or AiohttpTransport(max_connections=up.max_connections),
         )
         self._base = settings.base_url
         self._timeouts = {r.name: _timeouts(r) for r in settings.policy.routes}

@@ -336,3 +336,14 @@ def test_connections_to_reusely_are_reused_across_requests(gw, upstream):
             assert client.get(gw.url + path).status_code in (200, 404)
     assert len(upstream.received) == 5
     assert upstream.connections == 1
+
+
+def test_the_gateway_adds_no_headers_of_its_own_choosing(gw, upstream):
+    status, _ = raw_request(gw.port, b"POST /api/v3/public/offer/mail-in HTTP/1.1\r\nHost: x\r\n"
+                                     b"Content-Length: 2\r\nConnection: close\r\n\r\n{}")
+    assert status == 200
+    [got] = upstream.received
+    assert got.body == b"{}"
+    assert not {"user-agent", "accept", "accept-encoding", "content-type"} & got.names()
+    assert sorted(got.names()) == sorted(["host", "content-length", "x-api-key", "x-tenant-id",
+                                          "x-forwarded-for", "x-forwarded-proto", "x-request-id"])
