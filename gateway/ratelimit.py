@@ -35,9 +35,13 @@ from limits.aio.storage import MemoryStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
 from limits.storage import storage_from_string
+from limits.util import WindowStats
+from redis.asyncio import RedisCluster
+from redis.exceptions import RedisError
 
 from gateway.config import LimitRule, Route, Settings
 from gateway.errors import InvalidBody, RateLimited, RateLimiterUnavailable
+from gateway.window import SCRIPT, arguments, windows
 
 log = logging.getLogger("gateway.ratelimit")
 _NAME_UNSAFE = re.compile(r"[^a-z0-9.-]+")
@@ -143,6 +147,13 @@ class Limiter:
         self._secret = secret
         self._timeout = settings.policy.limits.timeout
         self._budget = 3 * self._timeout + 0.05
+        # On Redis (not Cluster), one script call decides a whole request.
+        bridge = getattr(storage, "bridge", None)
+        client = getattr(bridge, "storage", None)
+        self._script: Any = None
+        if client is not None and not isinstance(client, RedisCluster):
+            self._script = client.register_script(SCRIPT)
+            self._key = bridge.prefixed_key  # type: ignore[union-attr]
 
     def _hash(self, kind: str, value: str) -> str:
         return hmac.new(self._secret, f"{kind}\0{value}".encode(), hashlib.sha256).hexdigest()[:32]
@@ -179,7 +190,7 @@ class Limiter:
         try:
             async with asyncio.timeout(self._budget):
                 return await self._decide(applied)
-        except (StorageError, TimeoutError) as exc:
+        except (StorageError, RedisError, TimeoutError) as exc:
             log.warning("rate limiter storage failed: %s", type(exc).__name__)
             if route.on_error == "deny":
                 raise RateLimiterUnavailable() from exc
@@ -187,9 +198,19 @@ class Limiter:
 
     async def _decide(self, applied: list[_Applied]) -> Decision:
         strategy = self._strategy
-        stats = await asyncio.gather(
-            *(strategy.get_window_stats(a.item, *a.ids) for a in applied))
         now = time.time()
+        hits: list[bool] | None = None
+        if self._script is not None:
+            found = windows(await self._script(
+                keys=[self._key(a.item.key_for(*a.ids)) for a in applied],
+                args=arguments(now, [(a.item.amount, a.item.get_expiry(), a.rule.shadow)
+                                     for a in applied])))
+            stats = [WindowStats(w.oldest + a.item.get_expiry(), a.item.amount - w.count)
+                     for a, w in zip(applied, found, strict=True)]
+            hits = [w.hit for w in found]
+        else:
+            stats = list(await asyncio.gather(
+                *(strategy.get_window_stats(a.item, *a.ids) for a in applied)))
         decision = Decision()
         enforced = [(a, s) for a, s in zip(applied, stats, strict=True) if not a.rule.shadow]
         full = [(a, s) for a, s in enforced if s.remaining < 1]
@@ -198,7 +219,8 @@ class Limiter:
             decision.retry_after = max(1, max(math.ceil(s.reset_time - now) for _, s in full))
             decision.headers = _headers(enforced, now, consumed=False)
             return decision
-        hits = await asyncio.gather(*(strategy.hit(a.item, *a.ids) for a in applied))
+        if hits is None:
+            hits = list(await asyncio.gather(*(strategy.hit(a.item, *a.ids) for a in applied)))
         for a, ok in zip(applied, hits, strict=True):
             if ok:
                 continue
