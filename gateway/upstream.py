@@ -9,13 +9,13 @@ httpx exceptions are translated into ours here and nowhere else:
 A connection that could not be made is retried `route.retries` times, for
 GET, HEAD and OPTIONS only; a POST reaches Reusely at most once.
 
-What a gateway must not have is turned off: the cookie jar (it would carry one
-caller's cookies to the next), `trust_env` (proxy variables), redirects.
+What a gateway must not have is absent: a cookie jar (it would carry one
+caller's cookies to the next), proxy variables from the environment,
+redirects (see `transport.py`).
 """
 
 from __future__ import annotations
 
-import http.cookiejar
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -104,24 +104,24 @@ def _timeouts(route: Route) -> dict[str, float]:
 
 
 class Upstream:
+    """Requests to Reusely through one httpx transport (the seam tests and bench use).
+
+    The transport is called directly rather than through `httpx.AsyncClient`:
+    what the client adds on top (auth flows, redirects, a cookie jar, event
+    hooks) is what a gateway must turn off anyway, and its layers cost ~15%
+    of the worker's CPU per request (bench/PROFILE.md). Timeouts travel per
+    route in each request's `timeout` extension.
+    """
+
     def __init__(self, settings: Settings, *,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
         up = settings.policy.upstream
-        no_cookies = http.cookiejar.CookieJar(http.cookiejar.DefaultCookiePolicy(
-            allowed_domains=[]))
-        self.client = httpx.AsyncClient(
-            timeout=httpx.Timeout(connect=up.timeout.connect, read=up.timeout.read,
-                                  write=up.timeout.write, pool=up.timeout.pool),
-            follow_redirects=False,
-            trust_env=False,
-            cookies=no_cookies,
-            transport=transport or AiohttpTransport(max_connections=up.max_connections),
-        )
+        self.transport = transport or AiohttpTransport(max_connections=up.max_connections)
         self._base = settings.base_url
         self._timeouts = {r.name: _timeouts(r) for r in settings.policy.routes}
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        await self.transport.aclose()
 
     async def send(self, route: Route, method: str, target: str,
                    headers: list[tuple[bytes, bytes]], content: Any) -> UpstreamResponse:
@@ -131,7 +131,7 @@ class Upstream:
         attempts = 1 + (route.retries if method in IDEMPOTENT else 0)
         for attempt in range(attempts):
             try:
-                response = await self.client.send(request, stream=True)
+                response = await self.transport.handle_async_request(request)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 if attempt + 1 < attempts:
                     continue
