@@ -567,6 +567,7 @@ class Bench:
         self.gateways: dict[str, GatewaySpec] = dict(GATEWAYS)
         self.results: dict = {"scenarios": {}, "light": {}, "rss": {}, "notes": []}
         self.started = time.monotonic()
+        self.redis_affinity: tuple[int, set[int]] | None = None
 
     # -- start everything
     def start(self) -> None:
@@ -658,7 +659,17 @@ class Bench:
     def ensure_redis(self) -> None:
         r = subprocess.run(["redis-cli", "-p", "6379", "ping"], capture_output=True, text=True)
         if r.stdout.strip() == "PONG":
-            self.results["notes"].append("Redis was already running (not pinned by the bench).")
+            # Already running (a shared service): pin it to the load core for the run,
+            # so it does not take CPU from the proxy under test, and restore it after.
+            info = subprocess.run(["redis-cli", "-p", "6379", "info", "server"],
+                                  capture_output=True, text=True).stdout
+            m = re.search(r"process_id:(\d+)", info)
+            if m:
+                pid = int(m.group(1))
+                self.redis_affinity = (pid, os.sched_getaffinity(pid))
+                os.sched_setaffinity(pid, {int(LOAD_CPU)})
+                self.results["notes"].append(
+                    "Redis was already running; pinned to core 1 for the run, then restored.")
             return
         log("starting redis-server on 127.0.0.1:6379 (core 1)")
         subprocess.run(["taskset", "-c", LOAD_CPU, "redis-server", "--daemonize", "yes",
@@ -810,6 +821,11 @@ class Bench:
     def stop(self) -> None:
         if any(n in self.targets for n in self.gateways):
             self.clean_bench_keys()
+        if self.redis_affinity is not None:
+            pid, cpus = self.redis_affinity
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(pid, cpus)
+            self.redis_affinity = None
         for name, target in self.targets.items():
             if target.proc and target.proc.popen.poll() is not None and name != "direct":
                 self.results["notes"].append(
