@@ -6,14 +6,14 @@ from __future__ import annotations
 import hashlib
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
-from tests.support.gateway import ServedGateway, raw_request
+from tests.support.gateway import ServedGateway, raw_request, wait_for
 from tests.support.upstream import Upstream
 
 OPS = "ops-token-8c1d2e"
@@ -97,15 +97,6 @@ def error_of(response: httpx.Response) -> str:
 
 def cors_names(response: httpx.Response) -> set[str]:
     return {n for n in response.headers if n.lower().startswith("access-control-")}
-
-
-def eventually(condition: Callable[[], bool], timeout: float = 5) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def preflight(http: httpx.Client, url: str, origin: str, method: str = "GET") -> httpx.Response:
@@ -284,9 +275,9 @@ def test_a_token_on_a_public_route_must_be_valid_and_names_the_caller(http, gw, 
     assert http.get(gw.url + CATALOG).status_code == 200
     labels = {"route": "catalog", "method": "GET", "status": "200"}
     # The access line and metrics are written just after the answer is sent.
-    assert eventually(lambda: registry.get_sample_value(
+    wait_for(lambda: registry.get_sample_value(
         "gateway_requests_total", {**labels, "client": "pricing"}) == 1)
-    assert eventually(lambda: registry.get_sample_value(
+    wait_for(lambda: registry.get_sample_value(
         "gateway_requests_total", {**labels, "client": "public"}) == 1)
     assert [g.header("authorization") for g in upstream.received] == [None, None]
 

@@ -9,8 +9,7 @@ import re
 import signal
 import subprocess
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import httpx
 import pytest
 
 from gateway import __version__
-from tests.support.gateway import CLI, KEYS, ROOT, ServedGateway, free_port
+from tests.support.gateway import CLI, KEYS, ROOT, ServedGateway, free_port, wait_for
 from tests.support.upstream import Upstream
 
 ROUTE = """
@@ -80,17 +79,6 @@ def run(*args: str, env: dict[str, str] | None = None, timeout: float = 20
     return subprocess.run([CLI, *args], capture_output=True, text=True, cwd=ROOT,
                           env=env if env is not None else clean_env(), timeout=timeout,
                           check=False)
-
-
-def wait_for(condition: Callable[[], Any], what: str, timeout: float = 15) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for: {what}")
-        time.sleep(0.05)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from gateway import __version__
 from gateway.accesslog import ACCESS_FIELDS
 from gateway.config import METHODS
-from tests.support.gateway import KEYS, ServedGateway
+from tests.support.gateway import KEYS, ServedGateway, wait_for
 from tests.support.upstream import Upstream
 
 TOKEN = "obs-ops-token-" + uuid.uuid4().hex
@@ -145,17 +145,6 @@ class FirstScrapeGateway(ServedGateway):
         # Both workers must serve before the tests spread requests over them.
         wait_for(lambda: self.output().count("Application startup complete") >= self.workers,
                  "both workers started")
-
-
-def wait_for(condition: Callable[[], Any], what: str, timeout: float = 15) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for: {what}")
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +141,19 @@ class ServedGateway:
                 self.proc.kill()
                 self.proc.wait()
         self._log.close()
+
+
+def wait_for(condition: Callable[[], Any], what: str = "a condition",
+             timeout: float = 15) -> Any:
+    """Poll until `condition()` is truthy and return it; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for: {what}")
+        time.sleep(0.02)
 
 
 def raw_request(port: int, data: bytes, timeout: float = 5) -> tuple[int, bytes]:
