@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -15,7 +12,8 @@ import pytest
 import redis
 from prometheus_client import CollectorRegistry
 
-from tests.support.gateway import InProcessGateway, free_port, settings_for
+from tests.support.gateway import InProcessGateway, settings_for
+from tests.support.redisserver import PrivateRedis
 from tests.support.upstream import Upstream
 
 MAIL_IN = "/api/v3/public/offer/mail-in"
@@ -436,51 +434,6 @@ clients:
 
 
 # -- Redis unavailable --------------------------------------------------------
-
-
-class PrivateRedis:
-    """A redis-server of this test's own, on its own port, that it may stop."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> PrivateRedis:
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--daemonize", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis(port=self.port, socket_timeout=1)
-        try:
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    client.ping()
-                    return self
-                except redis.ConnectionError:
-                    assert time.monotonic() < deadline, "redis-server did not start"
-                    time.sleep(0.02)
-        finally:
-            client.close()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGCONT)
-            self.proc.terminate()
-            self.proc.wait(10)
-        self.proc = None
-
-    def pause(self) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGSTOP)
-
-    def resume(self) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGCONT)
 
 
 @pytest.fixture
