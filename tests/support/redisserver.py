@@ -84,3 +84,54 @@ class PrivateSentinel:
             self.proc.terminate()
             self.proc.wait(10)
         self.proc = None
+
+
+def _cluster_port() -> int:
+    """A free port whose cluster bus port (+10000) is a port too."""
+    while True:
+        port = free_port()
+        if port < 55000:
+            return port
+
+
+class PrivateCluster:
+    """Three cluster-enabled redis-servers joined into one Redis Cluster (no replicas)."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.ports = [_cluster_port() for _ in range(3)]
+        self.workdir = workdir
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.ports)
+
+    def start(self) -> PrivateCluster:
+        for port in self.ports:
+            node = self.workdir / f"node-{port}"
+            node.mkdir()
+            self.procs.append(subprocess.Popen(
+                ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                 "--appendonly", "no", "--cluster-enabled", "yes", "--dir", str(node),
+                 "--cluster-config-file", "nodes.conf"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            _wait_ping(port)
+        subprocess.run(["redis-cli", "--cluster", "create",
+                        *(f"127.0.0.1:{p}" for p in self.ports), "--cluster-yes"],
+                       check=True, capture_output=True, timeout=30)
+        client = redis.Redis(port=self.ports[0], socket_timeout=1)
+        try:
+            deadline = time.monotonic() + 20
+            while client.execute_command("CLUSTER INFO").get("cluster_state") != "ok":
+                assert time.monotonic() < deadline, "the cluster did not become ok"
+                time.sleep(0.1)
+        finally:
+            client.close()
+        return self
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(10)
+        self.procs.clear()

@@ -1,11 +1,11 @@
-"""Limits through Redis Sentinel: the gateway finds the master and counts there."""
+"""Limits through Redis Sentinel and Redis Cluster, each run for real on loopback."""
 
 from __future__ import annotations
 
 import httpx
 import redis
 
-from tests.support.redisserver import PrivateRedis, PrivateSentinel
+from tests.support.redisserver import PrivateCluster, PrivateRedis, PrivateSentinel
 
 POLICY = """
 routes:
@@ -43,3 +43,21 @@ def test_a_sentinel_url_counts_in_the_master_it_names(gateway_factory, upstream,
     finally:
         sentinel.stop()
         master.stop()
+
+
+def test_a_cluster_url_counts_across_nodes_with_the_two_phase_path(gateway_factory, upstream,
+                                                                   tmp_path):
+    cluster = PrivateCluster(tmp_path).start()
+    try:
+        gw = gateway_factory(POLICY, env={"GATEWAY_REDIS_URL": cluster.url})
+        assert gw.app.limiter is not None and gw.app.limiter._script is None
+        with httpx.Client(timeout=10) as http:
+            codes = [http.post(gw.url + "/api/v3/public/offer/mail-in",
+                               json={"email": f"{who}@example.com"}).status_code
+                     for who in ["a"] * 6 + ["b"] * 2]
+            ready = http.get(gw.url + "/readyz").json()
+        assert codes == [200] * 5 + [429] + [200] * 2
+        assert len(upstream.received) == 7
+        assert ready["redis"] == "up"
+    finally:
+        cluster.stop()
