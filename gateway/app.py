@@ -18,13 +18,11 @@ anything else is answered by the last-resort handler with the same JSON shape.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -34,7 +32,7 @@ from prometheus_client import CollectorRegistry
 from gateway import __version__
 from gateway.access import Access, cors_headers, preflight_headers
 from gateway.accesslog import AccessLog, hide_in_logs
-from gateway.cache import Cached, ResponseCache, cacheable
+from gateway.cache import ResponseCache, cacheable
 from gateway.config import LimitRule, Route, Settings
 from gateway.credentials import CredentialSet, TokenTable, status_of
 from gateway.environment import load_settings
@@ -53,33 +51,24 @@ from gateway.errors import (
 from gateway.forwarding import Forwarding
 from gateway.metrics import Metrics, method_label
 from gateway.ratelimit import Decision, Limiter, body_values, create_storage, limit_key_secret
+from gateway.respond import (
+    Exchange,
+    Receive,
+    Scope,
+    Send,
+    read_body,
+    send_and_cache,
+    send_cached,
+    send_empty,
+    stream,
+    stream_body,
+)
 from gateway.routing import RouteTable, check_path
-from gateway.upstream import Upstream, UpstreamResponse, ascii_target, clean_request_headers
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
+from gateway.upstream import Upstream, ascii_target, clean_request_headers
 
 log = logging.getLogger("gateway")
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._-]{1,128}$")
 _JSON = (b"content-type", b"application/json")
-
-
-@dataclass
-class _Exchange:
-    """What one request has become so far; read by metrics and the access log."""
-
-    request_id: bytes
-    method: str
-    path: str
-    route: str = "unmatched"
-    client: str = "public"
-    status: int = 0
-    upstream_status: int | None = None
-    limited: bool = False
-    started: bool = False
-    extra_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
 
 
 class Gateway:
@@ -166,7 +155,7 @@ class Gateway:
         sent_id = headers.get(b"x-request-id")
         request_id = sent_id if sent_id and _REQUEST_ID.match(sent_id) else os.urandom(16).hex(
         ).encode()
-        ex = _Exchange(request_id, scope["method"], scope["path"])
+        ex = Exchange(request_id, scope["method"], scope["path"])
         self.metrics.in_flight.inc()
         try:
             await self._handle(scope, headers, receive, send, ex)
@@ -187,7 +176,7 @@ class Gateway:
                 "limited": ex.limited,
             })
 
-    async def _refuse(self, exc: GatewayError, send: Send, ex: _Exchange) -> None:
+    async def _refuse(self, exc: GatewayError, send: Send, ex: Exchange) -> None:
         if isinstance(exc, UpstreamTimeout | UpstreamUnavailable):
             self.metrics.upstream_errors.labels(ex.route, exc.kind).inc()
         if ex.started or isinstance(exc, ClientDisconnected):
@@ -205,7 +194,7 @@ class Gateway:
         await send({"type": "http.response.body", "body": body})
 
     async def _handle(self, scope: Scope, headers: dict[bytes, bytes], receive: Receive,
-                      send: Send, ex: _Exchange) -> None:
+                      send: Send, ex: Exchange) -> None:
         method, path = ex.method, ex.path
         if path in ("/healthz", "/readyz") and method in ("GET", "HEAD"):
             await self._health(path, send, ex)
@@ -226,7 +215,7 @@ class Gateway:
             if not (public and ex.extra_headers):
                 raise OriginNotAllowed()
             assert origin is not None
-            await self._send_empty(send, ex, 204, preflight_headers(
+            await send_empty(send, ex, 204, preflight_headers(
                 origin, route, self.settings.policy.cors.max_age))
             return
         auth = headers.get(b"authorization")
@@ -259,7 +248,7 @@ class Gateway:
             cache_key = (route.name, target.encode(), headers.get(b"accept-encoding", b""))
             hit = self.cache.get(cache_key)
             if hit is not None:
-                await self._send_cached(hit, send, ex)
+                await send_cached(hit, send, ex)
                 return
         assert self.upstream is not None
         sent_at = time.perf_counter()
@@ -269,32 +258,11 @@ class Gateway:
         if cache_key is not None and route.cache_ttl:
             length = cacheable(response.status, response.headers)
             if length is not None:
-                await self._fill_cache(response, cache_key, route.cache_ttl, length, send, ex)
+                await send_and_cache(response, self.cache, cache_key, route.cache_ttl, length,
+                                     send, ex)
                 return
             ex.extra_headers = [*ex.extra_headers, (b"x-cache-status", b"bypass")]
-        await self._stream(response, receive, send, ex)
-
-    async def _fill_cache(self, response: UpstreamResponse, key: tuple[str, bytes, bytes],
-                          ttl: int, length: int, send: Send, ex: _Exchange) -> None:
-        try:
-            body = b"".join([chunk async for chunk in response.body()])
-        finally:
-            await response.aclose()
-        if len(body) == length:
-            self.cache.put(key, response.status, response.headers, body, ttl)
-        ex.status = response.status
-        out = [*response.headers, (b"x-request-id", ex.request_id), *ex.extra_headers,
-               (b"x-cache-status", b"miss")]
-        await send({"type": "http.response.start", "status": response.status, "headers": out})
-        await send({"type": "http.response.body", "body": body})
-
-    async def _send_cached(self, hit: Cached, send: Send, ex: _Exchange) -> None:
-        ex.status = hit.status
-        age = str(int(time.monotonic() - hit.stored_at)).encode()
-        out = [*hit.headers, (b"x-request-id", ex.request_id), *ex.extra_headers,
-               (b"age", age), (b"x-cache-status", b"hit")]
-        await send({"type": "http.response.start", "status": hit.status, "headers": out})
-        await send({"type": "http.response.body", "body": hit.body})
+        await stream(response, receive, send, ex)
 
     async def _request_content(self, route: Route, headers: dict[bytes, bytes],
                                receive: Receive) -> bytes | AsyncIterator[bytes] | None:
@@ -304,12 +272,12 @@ class Gateway:
             raise PayloadTooLarge()
         has_body = (length is not None and length != b"0") or b"transfer-encoding" in headers
         if route.body_fields:
-            return await _read_body(receive, limit) if has_body else b""
-        return _stream_body(receive, limit) if has_body else None
+            return await read_body(receive, limit) if has_body else b""
+        return stream_body(receive, limit) if has_body else None
 
     async def _check_limits(self, route: Route, caller: str, client_rules: tuple[LimitRule, ...],
                             scope: Scope, headers: dict[bytes, bytes], body: bytes,
-                            ex: _Exchange) -> None:
+                            ex: Exchange) -> None:
         assert self.limiter is not None
         values = body_values(route, body) if route.body_fields else {}
         peer = scope["client"][0] if scope.get("client") else "0.0.0.0"
@@ -334,44 +302,7 @@ class Gateway:
             self.metrics.rate_limited.labels(route.name, decision.refused_per).inc()
         decision.raise_if_refused()
 
-    async def _stream(self, response: UpstreamResponse, receive: Receive, send: Send,
-                      ex: _Exchange) -> None:
-        out = [*response.headers, (b"x-request-id", ex.request_id), *ex.extra_headers]
-        ex.status = response.status
-        await send({"type": "http.response.start", "status": response.status, "headers": out})
-        ex.started = True
-        length = _content_length(response.headers)
-        sent = 0
-        done = False
-        watcher: asyncio.Future[None] | None = None
-        try:
-            async for chunk in response.body():
-                sent += len(chunk)
-                done = length is not None and sent >= length
-                await send({"type": "http.response.body", "body": chunk, "more_body": not done})
-                if done:
-                    # Keep iterating: httpx must see the end of the message, or it
-                    # closes the connection instead of returning it to the pool.
-                    continue
-                if watcher is None:
-                    watcher = asyncio.ensure_future(_wait_disconnect(receive))
-                elif watcher.done():
-                    return  # the caller left; stop reading from Reusely
-            if not done:
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
-        finally:
-            if watcher is not None:
-                watcher.cancel()
-            await response.aclose()
-
-    async def _send_empty(self, send: Send, ex: _Exchange, status: int,
-                          headers: list[tuple[bytes, bytes]]) -> None:
-        ex.status = status
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [*headers, (b"x-request-id", ex.request_id)]})
-        await send({"type": "http.response.body", "body": b""})
-
-    async def _health(self, path: str, send: Send, ex: _Exchange) -> None:
+    async def _health(self, path: str, send: Send, ex: Exchange) -> None:
         ex.route = "unmatched"
         status, body = 200, b'{"status":"ok"}'
         if path == "/readyz":
@@ -393,38 +324,6 @@ class Gateway:
         if self.settings.policy.limits.on_error == "allow":
             return 200, b'{"status":"ok","policy":"loaded","redis":"down"}'
         return 503, b'{"status":"not_ready","policy":"loaded","redis":"down"}'
-
-
-def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
-    for name, value in headers:
-        if name == b"content-length" and value.isdigit():
-            return int(value)
-    return None
-
-
-async def _read_body(receive: Receive, limit: int) -> bytes:
-    return b"".join([chunk async for chunk in _stream_body(receive, limit)])
-
-
-async def _stream_body(receive: Receive, limit: int) -> AsyncIterator[bytes]:
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnected()
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge()
-        if chunk:
-            yield chunk
-        if not message.get("more_body"):
-            return
-
-
-async def _wait_disconnect(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
 
 
 def create_app(settings: Settings, **kwargs: Any) -> Gateway:
