@@ -347,3 +347,14 @@ def test_the_gateway_adds_no_headers_of_its_own_choosing(gw, upstream):
     assert not {"user-agent", "accept", "accept-encoding", "content-type"} & got.names()
     assert sorted(got.names()) == sorted(["host", "content-length", "x-api-key", "x-tenant-id",
                                           "x-forwarded-for", "x-forwarded-proto", "x-request-id"])
+
+
+def test_head_and_bodiless_answers_pass_through(gw, upstream):
+    r = httpx.head(gw.url + "/api/v2/public/catalog/categories")
+    assert r.status_code == 200 and r.content == b""
+    assert int(r.headers["content-length"]) > 0  # the length a GET would have
+    assert upstream.received[-1].method == "HEAD"
+    r = httpx.get(gw.url + "/b/status/204")
+    assert r.status_code == 204 and r.content == b""
+    r = httpx.get(gw.url + "/b/status/304")
+    assert r.status_code == 304 and r.content == b""

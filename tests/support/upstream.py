@@ -168,6 +168,10 @@ class Upstream:
                      b"x-secret-key: leaked-secret\r\nx-tenant-id: leaked-tenant\r\n"
                      b"x-marketplace-key: leaked-mkt\r\nconnection: x-hop\r\nx-hop: 1\r\n"
                      b"access-control-allow-origin: *\r\nx-upstream: kept\r\n")
+        if status in (204, 304):  # no body, by definition
+            writer.write(b"HTTP/1.1 %d X\r\n\r\n" % status)
+            await writer.drain()
+            return True
         body = json.dumps({"status_code": status, "path": path, "method": method}).encode()
         writer.write(b"HTTP/1.1 %d X\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
                      % (status, len(body)) + extra + b"\r\n" + (b"" if method == "HEAD" else body))
