@@ -883,6 +883,16 @@ def report(b: Bench, elapsed: float) -> str:
                 f"| {r['errors']} |")
     lines.append("\nx nginx: req/s as a fraction of nginx's (higher is better); latency as a "
                  "multiple of nginx's (lower is better).\n")
+    mail = res["scenarios"].get("mail-in POST", {})
+    if "gateway" in mail and "gateway-nolimits" in mail:
+        with_l, without = mail["gateway"], mail["gateway-nolimits"]
+        lines.append(
+            f"The Redis limit check (with the body read it needs), as a ratio against the "
+            f"same route without limits: "
+            f"{with_l['rps'] / without['rps']:.2f}x the req/s, "
+            f"{with_l['p50_ms'] / without['p50_ms']:.2f}x the p50 under load; "
+            f"{(1 / with_l['rps'] - 1 / without['rps']) * 1e6:,.0f} us of worker time "
+            "per request.\n")
 
     lines.append("## Added latency at light load (against going direct to the upstream)\n")
     lines.append("| scenario | target | p50 ms | p99 ms | added p50 ms | added p99 ms | errors |")
