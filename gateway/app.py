@@ -227,13 +227,14 @@ class Gateway:
         if credential_headers is None:
             raise CredentialNotConfigured()
         content = await self._request_content(route, headers, receive)
-        client_rules = caller.client.limits if caller.client else self._no_client_rules
-        if route.limits or client_rules:
-            body = content if isinstance(content, bytes) else b""
-            await self._check_limits(route, caller.name, client_rules, scope, headers, body, ex)
         peer = scope["client"][0] if scope.get("client") else "0.0.0.0"
         xff = headers.get(b"x-forwarded-for")
         xff_text = xff.decode("latin-1") if xff is not None else None
+        client_rules = caller.client.limits if caller.client else self._no_client_rules
+        if route.limits or client_rules:
+            body = content if isinstance(content, bytes) else b""
+            ip = self.forwarding.client_ip(peer, xff_text)
+            await self._check_limits(route, caller.name, client_rules, ip, headers, body, ex)
         proto = headers.get(b"x-forwarded-proto")
         upstream_headers = clean_request_headers(scope["headers"]) + credential_headers + [
             (b"x-forwarded-for", self.forwarding.forwarded_for(peer, xff_text).encode()),
@@ -276,13 +277,10 @@ class Gateway:
         return stream_body(receive, limit) if has_body else None
 
     async def _check_limits(self, route: Route, caller: str, client_rules: tuple[LimitRule, ...],
-                            scope: Scope, headers: dict[bytes, bytes], body: bytes,
+                            ip: str, headers: dict[bytes, bytes], body: bytes,
                             ex: Exchange) -> None:
         assert self.limiter is not None
         values = body_values(route, body) if route.body_fields else {}
-        peer = scope["client"][0] if scope.get("client") else "0.0.0.0"
-        xff = headers.get(b"x-forwarded-for")
-        ip = self.forwarding.client_ip(peer, xff.decode("latin-1") if xff is not None else None)
         wanted = {r.field for r in (*route.limits, *client_rules) if r.kind == "header"}
         named = {f: headers[f.encode()].decode("latin-1") for f in wanted if f
                  and f.encode() in headers}
