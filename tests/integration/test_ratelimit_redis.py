@@ -12,9 +12,8 @@ import pytest
 import redis
 from prometheus_client import CollectorRegistry
 
-from tests.support.gateway import InProcessGateway, settings_for
+from tests.support.gateway import InProcessGateway
 from tests.support.redisserver import PrivateRedis
-from tests.support.upstream import Upstream
 
 MAIL_IN = "/api/v3/public/offer/mail-in"
 EMAIL = "ada.lovelace@example.org"
@@ -52,20 +51,16 @@ def http() -> Iterator[httpx.Client]:
 
 
 @pytest.fixture
-def start(upstream: Upstream, redis_url: str) -> Iterator[Callable[..., InProcessGateway]]:
-    started: list[InProcessGateway] = []
+def start(gateway_factory: Callable[..., InProcessGateway],
+          redis_url: str) -> Callable[..., InProcessGateway]:
+    """The shared gateway factory, counting in the test's Redis."""
 
     def start(text: str, *, env: dict[str, str] | None = None,
               **app_kwargs: Any) -> InProcessGateway:
-        settings = settings_for(text, upstream.url,
-                                **{"GATEWAY_REDIS_URL": redis_url, **(env or {})})
-        gw = InProcessGateway(settings, **app_kwargs).start()
-        started.append(gw)
-        return gw
+        return gateway_factory(text, env={"GATEWAY_REDIS_URL": redis_url, **(env or {})},
+                               **app_kwargs)
 
-    yield start
-    for gw in started:
-        gw.stop()
+    return start
 
 
 def offer(**fields: Any) -> dict[str, Any]:
