@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -10,7 +11,9 @@ import redis
 from tests.support.gateway import InProcessGateway, settings_for
 from tests.support.upstream import Upstream
 
-REDIS_URL = "redis://127.0.0.1:6379/9"
+# The suite empties (FLUSHDB) this one database before and after each test that
+# uses it; TEST_REDIS_URL points it elsewhere (another host, port or db number).
+REDIS_URL = os.environ.get("TEST_REDIS_URL") or "redis://127.0.0.1:6379/9"
 
 
 @pytest.fixture
@@ -43,7 +46,8 @@ def redis_url() -> Iterator[str]:
     try:
         client.ping()
     except redis.RedisError as exc:
-        pytest.fail(f"these tests need Redis at 127.0.0.1:6379 ({exc}); `make test` starts it")
+        pytest.fail(f"these tests need Redis at {REDIS_URL} ({exc}); `make test` starts one "
+                    "on 127.0.0.1:6379, or set TEST_REDIS_URL")
     client.flushdb()
     yield REDIS_URL
     client.flushdb()
