@@ -1,6 +1,9 @@
-"""The one httpx client to Reusely: header hygiene both ways, streaming, errors.
+"""Requests to Reusely: header hygiene both ways, retries, and failures in our words.
 
-httpx exceptions are translated into ours here and nowhere else:
+The transport (`transport.py`, or anything with its `send` and `aclose`)
+fails in httpx's exception vocabulary; this is the one place those become
+ours, by one table, whether the failure comes while sending or while the
+answer's body streams:
 
     httpx.TimeoutException          -> UpstreamTimeout      (kind "timeout")
     httpx.ConnectError              -> UpstreamUnavailable  (kind "connect")
@@ -8,23 +11,19 @@ httpx exceptions are translated into ours here and nowhere else:
 
 A connection that could not be made is retried `route.retries` times, for
 GET, HEAD and OPTIONS only; a POST reaches Reusely at most once.
-
-What a gateway must not have is absent: a cookie jar (it would carry one
-caller's cookies to the next), proxy variables from the environment,
-redirects (see `transport.py`).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Collection, Iterable
+from functools import partial
+from typing import Protocol
 
 import httpx
 
 from gateway.config import CREDENTIAL_HEADERS, Route, Settings
-from gateway.errors import UpstreamTimeout, UpstreamUnavailable
-from gateway.transport import AiohttpTransport
+from gateway.errors import GatewayError, Headers, UpstreamTimeout, UpstreamUnavailable
+from gateway.transport import AiohttpTransport, RawResponse, Timeouts
 
 HOP_BY_HOP = frozenset({
     b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te",
@@ -41,6 +40,16 @@ RESPONSE_DROP = HOP_BY_HOP | CREDENTIAL_NAMES | frozenset({
     b"set-cookie", b"set-cookie2", b"x-request-id", b"date",  # uvicorn sets Date
 })
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
+# (httpx's exception, ours), most specific first.
+EXCEPTIONS: tuple[tuple[type[httpx.TransportError], Callable[[], GatewayError]], ...] = (
+    (httpx.TimeoutException, UpstreamTimeout),
+    (httpx.ConnectError, partial(UpstreamUnavailable, "connect")),
+    (httpx.TransportError, partial(UpstreamUnavailable, "protocol")),
+)
+
+
+def translate(exc: httpx.TransportError) -> GatewayError:
+    return next(ours() for foreign, ours in EXCEPTIONS if isinstance(exc, foreign))
 
 
 def _connection_listed(headers: Iterable[tuple[bytes, bytes]]) -> frozenset[bytes]:
@@ -57,7 +66,8 @@ def clean_request_headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[bytes, b
             if n not in REQUEST_DROP and (not listed or n not in listed)]
 
 
-def clean_response_headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+def clean_response_headers(raw: list[tuple[bytes, bytes]],
+                           secret_values: Collection[bytes] = ()) -> list[tuple[bytes, bytes]]:
     listed = _connection_listed(raw)
     out = []
     for name, value in raw:
@@ -78,70 +88,76 @@ def ascii_target(raw_path: bytes, query: bytes) -> str:
     return "".join(chr(b) if b < 128 else f"%{b:02X}" for b in target)
 
 
-@dataclass
 class UpstreamResponse:
-    status: int
-    headers: list[tuple[bytes, bytes]]
-    response: httpx.Response
+    """Reusely's answer: status, cleaned headers, and its body as it arrives."""
+
+    __slots__ = ("_raw", "content_length", "headers", "status")
+
+    def __init__(self, raw: RawResponse, headers: Headers) -> None:
+        self._raw = raw
+        self.status = raw.status
+        self.headers = headers
+        self.content_length: int | None = None
+        for name, value in headers:
+            if name == b"content-length" and value.isdigit():
+                self.content_length = int(value)
 
     async def body(self) -> AsyncIterator[bytes]:
-        """The raw body bytes as they arrive; httpx errors become ours."""
+        """The raw body bytes as they arrive; a failure midway becomes ours."""
         try:
-            async for chunk in self.response.aiter_raw():
+            async for chunk in self._raw.chunks():
                 yield chunk
-        except httpx.TimeoutException as exc:
-            raise UpstreamTimeout() from exc
         except httpx.TransportError as exc:
-            raise UpstreamUnavailable("protocol") from exc
+            raise translate(exc) from exc
+
+    async def read(self) -> bytes:
+        try:
+            return b"".join([chunk async for chunk in self.body()])
+        finally:
+            await self.aclose()
 
     async def aclose(self) -> None:
-        await self.response.aclose()
+        self._raw.release()
 
 
-def _timeouts(route: Route) -> dict[str, float]:
-    t = route.timeout
-    return {"connect": t.connect, "read": t.read, "write": t.write, "pool": t.pool}
+class Transport(Protocol):
+    async def send(self, method: str, url: str, headers: list[tuple[str, str]],
+                   body: bytes | AsyncIterator[bytes] | None,
+                   timeouts: Timeouts) -> RawResponse: ...
+
+    async def aclose(self) -> None: ...
 
 
 class Upstream:
-    """Requests to Reusely through one httpx transport (the seam tests and bench use).
+    """The requests to Reusely, through one transport (the seam tests and bench use)."""
 
-    The transport is called directly rather than through `httpx.AsyncClient`:
-    what the client adds on top (auth flows, redirects, a cookie jar, event
-    hooks) is what a gateway must turn off anyway, and its layers cost ~15%
-    of the worker's CPU per request (bench/PROFILE.md). Timeouts travel per
-    route in each request's `timeout` extension.
-    """
-
-    def __init__(self, settings: Settings, *,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(self, settings: Settings, *, transport: Transport | None = None) -> None:
         up = settings.policy.upstream
-        self.transport = transport or AiohttpTransport(max_connections=up.max_connections)
+        self.transport: Transport = transport or AiohttpTransport(
+            max_connections=up.max_connections)
         self._base = settings.base_url
-        self._timeouts = {r.name: _timeouts(r) for r in settings.policy.routes}
+        self._timeouts: dict[str, Timeouts] = {
+            r.name: (r.timeout.connect, r.timeout.read, r.timeout.write, r.timeout.pool)
+            for r in settings.policy.routes}
 
     async def aclose(self) -> None:
         await self.transport.aclose()
 
-    async def send(self, route: Route, method: str, target: str,
-                   headers: list[tuple[bytes, bytes]], content: Any) -> UpstreamResponse:
-        """Send one request; retry a failed connect for idempotent methods."""
-        request = httpx.Request(method, self._base + target, headers=headers, content=content,
-                                extensions={"timeout": self._timeouts[route.name]})
+    async def send(self, route: Route, method: str, target: str, headers: Headers,
+                   body: bytes | AsyncIterator[bytes] | None, *,
+                   secret_values: Collection[bytes] = ()) -> UpstreamResponse:
+        """Send one request; retry a connection that could not be made, for idempotent methods."""
+        pairs = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in headers]
         attempts = 1 + (route.retries if method in IDEMPOTENT else 0)
         for attempt in range(attempts):
             try:
-                response = await self.transport.handle_async_request(request)
+                raw = await self.transport.send(method, self._base + target, pairs, body,
+                                                self._timeouts[route.name])
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 if attempt + 1 < attempts:
                     continue
-                if isinstance(exc, httpx.ConnectTimeout):
-                    raise UpstreamTimeout() from exc
-                raise UpstreamUnavailable("connect") from exc
-            except httpx.TimeoutException as exc:
-                raise UpstreamTimeout() from exc
+                raise translate(exc) from exc
             except httpx.TransportError as exc:
-                raise UpstreamUnavailable("protocol") from exc
-            return UpstreamResponse(response.status_code,
-                                    clean_response_headers(response.headers.raw), response)
+                raise translate(exc) from exc
+            return UpstreamResponse(raw, clean_response_headers(raw.headers, secret_values))
         raise AssertionError("unreachable")
