@@ -12,6 +12,7 @@ import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from limits import RateLimitItem
 
@@ -84,6 +85,7 @@ class Route:
     on_error: str  # allow | deny
     limits: tuple[LimitRule, ...] = ()
     cache_ttl: int | None = None
+    idempotency: Any = None
 
     @property
     def body_fields(self) -> tuple[str, ...]:

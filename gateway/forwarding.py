@@ -10,9 +10,18 @@ address alone.
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import dataclass
 from functools import lru_cache
 
 from gateway.config import IPNetwork
+
+
+@dataclass(frozen=True, slots=True)
+class Network:
+    client_ip: str
+    limit_key: str
+    forwarded_for: bytes
+    forwarded_proto: bytes
 
 
 class Forwarding:
@@ -28,6 +37,14 @@ class Forwarding:
         except ValueError:
             return False
         return any(ip in net for net in self._trusted)
+
+    def resolve(self, peer: str, xff: bytes | None, scheme: str,
+                proto: bytes | None) -> Network:
+        xff_text = xff.decode("latin-1") if xff is not None else None
+        ip = self.client_ip(peer, xff_text)
+        return Network(ip, ip, self.forwarded_for(peer, xff_text).encode(),
+                       self.forwarded_proto(peer, scheme, proto.decode("latin-1")
+                                            if proto is not None else None).encode())
 
     def client_ip(self, peer: str, xff: str | None) -> str:
         """The address limits are keyed on: the peer, or the rightmost untrusted XFF hop."""
