@@ -42,6 +42,7 @@ from gateway.access import Access
 from gateway.accesslog import AccessLog, hide_in_logs
 from gateway.cache import ResponseCache, cacheable
 from gateway.config import Route, Settings
+from gateway.cooldown import Cooldowns
 from gateway.cors import CorsPolicy
 from gateway.credentials import CredentialSet, status_of
 from gateway.environment import load_settings
@@ -53,6 +54,7 @@ from gateway.errors import (
     Headers,
     InternalError,
     RateLimited,
+    UpstreamCredentialsRejected,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
@@ -65,7 +67,13 @@ from gateway.respond import Receive, Reply, Scope, Send
 from gateway.routing import RouteTable, check_path
 from gateway.store import Store
 from gateway.tokens import TokenTable
-from gateway.upstream import Transport, Upstream, ascii_target, clean_request_headers
+from gateway.upstream import (
+    Transport,
+    Upstream,
+    UpstreamResponse,
+    ascii_target,
+    clean_request_headers,
+)
 
 log = logging.getLogger("gateway")
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._-]{1,128}$")
@@ -91,6 +99,7 @@ class Gateway:
                                     if s is not None)
         self.upstream: Upstream | None = None
         self.limiter: Limiter | None = None
+        self.cooldowns: Cooldowns | None = None
         self.store: Store | None = None
         self.ready = False
 
@@ -125,8 +134,10 @@ class Gateway:
         self.upstream = Upstream(settings, transport=self._transport)
         self.store = Store(settings.redis_url, budget=settings.policy.limits.timeout,
                            storage=self._storage)
-        self.limiter = Limiter(settings, self.store, LimitKeys(limit_key_secret(settings)),
-                               self.metrics)
+        keys = LimitKeys(limit_key_secret(settings))
+        self.limiter = Limiter(settings, self.store, keys, self.metrics)
+        self.cooldowns = Cooldowns(settings, self.store, keys, self.metrics)
+        self.cooldowns.begin_polling()
         if not settings.redis_url:
             log.warning("GATEWAY_REDIS_URL is not set: rate limits are counted in this "
                         "process's memory, so each worker and replica counts on its own")
@@ -149,6 +160,8 @@ class Gateway:
         self.ready = False
         if self.upstream is not None:
             await self.upstream.aclose()
+        if self.cooldowns is not None:
+            await self.cooldowns.aclose()
         if self.limiter is not None:
             await self.limiter.aclose()
 
@@ -222,7 +235,7 @@ class Gateway:
                                           headers.get(b"x-forwarded-for"),
                                           scope.get("scheme", "http"),
                                           headers.get(b"x-forwarded-proto"))
-        assert self.limiter is not None
+        assert self.limiter is not None and self.cooldowns is not None
         limits = self.limiter.begin(route, caller.client, ip_key=network.limit_key,
                                     headers=headers)
         content: bytes | AsyncIterator[bytes] | None
@@ -230,11 +243,12 @@ class Gateway:
         if route.body_fields:
             content, values = await self._read_keyed(route, scope, headers, receive, limits)
         if limits is not None:
-            ex.headers += await limits.full(limits.values(values))
+            values = limits.values(values)
+            ex.headers += await limits.full(values, self.cooldowns.keyed(route, values))
         if not route.body_fields:
             content = self._stream(route, headers, receive)
-        await self._forward(route, scope, headers, network, credentials, content, receive,
-                            reply)
+        await self._forward(route, scope, headers, network, credentials, content, values,
+                            receive, reply)
 
     async def _read_keyed(self, route: Route, scope: Scope, headers: dict[bytes, bytes],
                           receive: Receive, limits: LimitCheck | None
@@ -258,8 +272,8 @@ class Gateway:
 
     async def _forward(self, route: Route, scope: Scope, headers: dict[bytes, bytes],
                        network: Network, credentials: Headers,
-                       content: bytes | AsyncIterator[bytes] | None, receive: Receive,
-                       reply: Reply) -> None:
+                       content: bytes | AsyncIterator[bytes] | None, values: dict[str, str],
+                       receive: Receive, reply: Reply) -> None:
         ex = reply.ex
         target = ascii_target(scope.get("raw_path") or ex.path.encode(), scope["query_string"])
         cache_key = None
@@ -271,16 +285,15 @@ class Gateway:
                 await reply.whole(hit.status, [*hit.headers, (b"age", age),
                                                (b"x-cache-status", b"hit")], hit.body)
                 return
+        assert self.cooldowns is not None
+        self.cooldowns.check_route(route)
         out = [*clean_request_headers(scope["headers"]), *credentials,
                (b"x-forwarded-for", network.forwarded_for),
                (b"x-forwarded-proto", network.forwarded_proto),
                (b"x-request-id", ex.request_id)]
-        assert self.upstream is not None
-        sent_at = time.perf_counter()
-        response = await self.upstream.send(route, ex.method, target, out, content,
-                                            secret_values=self._secret_values)
-        self.metrics.upstream_duration.labels(route.name).observe(time.perf_counter() - sent_at)
-        ex.upstream_status = response.status
+        response = await self._send(route, ex, target, out, content)
+        if response.status == 429:
+            await self.cooldowns.start(route, values, response.header(b"retry-after"))
         if cache_key is not None:
             length = cacheable(response.status, response.headers)
             if length is not None:
@@ -293,6 +306,23 @@ class Gateway:
                 return
             ex.headers.append((b"x-cache-status", b"bypass"))
         await reply.stream(response, receive, stall=route.timeout.read)
+
+    async def _send(self, route: Route, ex: Exchange, target: str, out: Headers,
+                    content: bytes | AsyncIterator[bytes] | None) -> UpstreamResponse:
+        """One request to Reusely; its 401 to the gateway's own credentials becomes ours."""
+        assert self.upstream is not None
+        sent_at = time.perf_counter()
+        response = await self.upstream.send(route, ex.method, target, out, content,
+                                            secret_values=self._secret_values)
+        self.metrics.upstream_duration.labels(route.name).observe(time.perf_counter() - sent_at)
+        self.metrics.upstream_responses.labels(route.name, str(response.status)).inc()
+        ex.upstream_status = response.status
+        if response.status == 401:
+            await response.discard()
+            log.error("Reusely refused the gateway's credentials (401) on route %s: a lapsed "
+                      "subscription or a regenerated key", route.name)
+            raise UpstreamCredentialsRejected()
+        return response
 
     async def _health(self, path: str, reply: Reply) -> None:
         status, text = 200, b'{"status":"ok"}\n'

@@ -110,6 +110,19 @@ class UpstreamResponse:
         except httpx.TransportError as exc:
             raise translate(exc) from exc
 
+    def header(self, name: bytes) -> bytes | None:
+        return next((v for n, v in self.headers if n == name), None)
+
+    async def discard(self) -> None:
+        """Read the body to its end, unseen, so the connection goes back to the pool."""
+        try:
+            async for _ in self.body():
+                pass
+        except GatewayError:
+            pass  # the connection is closed instead; the answer is known already
+        finally:
+            await self.aclose()
+
     async def read(self) -> bytes:
         try:
             return b"".join([chunk async for chunk in self.body()])
