@@ -8,12 +8,12 @@ refusals first and the body last:
     cors                            a preflight answered (204 / 403); 403 origin_not_allowed
     access.caller, .authorize       401, 403
     credentials.headers_for         503 credential_not_configured
+    idempotency.claim               a replay, 409, 422, 400 (routes with `idempotency`)
     forwarding.resolve              the caller's address; X-Forwarded-* to send
     limits.cheap                    429 before a body-keyed route's body is read
     body                            413, 415, 400 invalid_body
     limits.full                     429 (ours, or Reusely's cooldown), 503
-    upstream.send                   502, 504
-    reply.stream                    Reusely's answer, as it arrives
+    forwarder.forward               the cache, Reusely's answer and what it means (forward.py)
 
 Every answer is written by `respond.Reply`; every refusal is a GatewayError
 raised by the module that owns the rule and answered once, in `_http`, which
@@ -38,9 +38,9 @@ from limits.aio.storage import Storage
 from prometheus_client import CollectorRegistry
 
 from gateway import __version__, body
-from gateway.access import Access
+from gateway.access import Access, Caller
 from gateway.accesslog import AccessLog, hide_in_logs
-from gateway.cache import ResponseCache, cacheable
+from gateway.cache import ResponseCache
 from gateway.config import Route, Settings
 from gateway.cooldown import Cooldowns
 from gateway.cors import CorsPolicy
@@ -54,12 +54,17 @@ from gateway.errors import (
     Headers,
     InternalError,
     RateLimited,
-    UpstreamCredentialsRejected,
+    RateLimiterUnavailable,
+    StoreError,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
 from gateway.exchange import Exchange
-from gateway.forwarding import Forwarding, Network
+from gateway.forward import Forwarder, Outgoing
+from gateway.forwarding import Forwarding
+from gateway.health import PATHS as HEALTH
+from gateway.health import Health
+from gateway.idempotency import Claim, Idempotency, Replay, fingerprint
 from gateway.limiter import LimitCheck, Limiter
 from gateway.limitkeys import LimitKeys, limit_key_secret
 from gateway.metrics import Metrics, method_label
@@ -67,17 +72,10 @@ from gateway.respond import Receive, Reply, Scope, Send
 from gateway.routing import RouteTable, check_path
 from gateway.store import Store
 from gateway.tokens import TokenTable
-from gateway.upstream import (
-    Transport,
-    Upstream,
-    UpstreamResponse,
-    ascii_target,
-    clean_request_headers,
-)
+from gateway.upstream import Transport, Upstream, ascii_target, clean_request_headers
 
 log = logging.getLogger("gateway")
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._-]{1,128}$")
-HEALTH = ("/healthz", "/readyz")
 
 
 class Gateway:
@@ -85,23 +83,24 @@ class Gateway:
                  transport: Transport | None = None, storage: Storage | None = None) -> None:
         policy = settings.policy
         self.settings = settings
+        self.metrics = Metrics(registry or CollectorRegistry(), version=__version__)
+        self.access_log = AccessLog()
         self.routes = RouteTable(policy.routes)
         self.cors = CorsPolicy(policy.cors, policy.routes)
         self.access = Access(TokenTable(policy.clients))
         self.credentials = CredentialSet(settings.credentials, policy.routes)
         self.forwarding = Forwarding(policy.limits.trusted_proxies)
-        self.metrics = Metrics(registry or CollectorRegistry(), version=__version__)
-        self.access_log = AccessLog()
-        self.cache = ResponseCache()
-        self._transport = transport
-        self._storage = storage
-        self._secret_values = tuple(s.reveal().encode() for s in settings.credentials.values()
-                                    if s is not None)
-        self.upstream: Upstream | None = None
-        self.limiter: Limiter | None = None
-        self.cooldowns: Cooldowns | None = None
-        self.store: Store | None = None
-        self.ready = False
+        self.store = Store(settings.redis_url, budget=policy.limits.timeout, storage=storage)
+        keys = LimitKeys(limit_key_secret(settings))
+        self.limiter = Limiter(settings, self.store, keys, self.metrics)
+        self.cooldowns = Cooldowns(settings, self.store, keys, self.metrics)
+        self.idempotency = Idempotency(self.store, keys)
+        self.health = Health(settings, self.store)
+        secret_values = tuple(s.reveal().encode() for s in settings.credentials.values()
+                              if s is not None)
+        self.upstream = Upstream(settings, transport=transport)
+        self.forwarder = Forwarder(self.upstream, self.cooldowns, ResponseCache(), self.metrics,
+                                   secret_values)
 
     # -- ASGI ---------------------------------------------------------------
 
@@ -117,26 +116,15 @@ class Gateway:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                try:
-                    await self.startup()
-                except Exception as exc:  # noqa: BLE001 - reported without a traceback
-                    await send({"type": "lifespan.startup.failed",
-                                "message": f"{type(exc).__name__}: {exc}"})
-                    return
+                self.startup()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def startup(self) -> None:
+    def startup(self) -> None:
         settings = self.settings
-        self.upstream = Upstream(settings, transport=self._transport)
-        self.store = Store(settings.redis_url, budget=settings.policy.limits.timeout,
-                           storage=self._storage)
-        keys = LimitKeys(limit_key_secret(settings))
-        self.limiter = Limiter(settings, self.store, keys, self.metrics)
-        self.cooldowns = Cooldowns(settings, self.store, keys, self.metrics)
         self.cooldowns.begin_polling()
         if not settings.redis_url:
             log.warning("GATEWAY_REDIS_URL is not set: rate limits are counted in this "
@@ -154,16 +142,13 @@ class Gateway:
                  __version__, len(settings.policy.routes), len(settings.policy.clients),
                  ", ".join(f"{k} {v}" for k, v in status_of(settings.credentials).items()),
                  settings.base_url)
-        self.ready = True
+        self.health.ready = True
 
     async def shutdown(self) -> None:
-        self.ready = False
-        if self.upstream is not None:
-            await self.upstream.aclose()
-        if self.cooldowns is not None:
-            await self.cooldowns.aclose()
-        if self.limiter is not None:
-            await self.limiter.aclose()
+        self.health.ready = False
+        await self.upstream.aclose()
+        await self.cooldowns.aclose()
+        await self.store.aclose()
 
     # -- one request --------------------------------------------------------
 
@@ -210,15 +195,14 @@ class Gateway:
     async def _handle(self, scope: Scope, headers: dict[bytes, bytes], receive: Receive,
                       reply: Reply) -> None:
         ex = reply.ex
-        method = ex.method
-        if ex.path in HEALTH and method in ("GET", "HEAD"):
-            await self._health(ex.path, reply)
+        if ex.path in HEALTH and ex.method in ("GET", "HEAD"):
+            await self.health.answer(ex.path, reply)
             return
         raw_path: bytes = scope.get("raw_path") or ex.path.encode()
         check_path(raw_path)
-        preflight = self.cors.is_preflight(method, headers)
-        route = self.routes.match(self.cors.requested_method(headers) if preflight else method,
-                                  ex.path)
+        preflight = self.cors.is_preflight(ex.method, headers)
+        route = self.routes.match(
+            self.cors.requested_method(headers) if preflight else ex.method, ex.path)
         ex.route = route.name
         if preflight:
             await reply.whole(204, self.cors.preflight(route, headers), b"")
@@ -227,41 +211,94 @@ class Gateway:
         caller = self.access.caller(headers.get(b"authorization"))
         ex.client = caller.name
         self.access.authorize(route, caller)
-        credentials = self.credentials.headers_for(route.name)
-        if credentials is None:
-            raise CredentialNotConfigured()
+        self._credentials(route)
+        target = ascii_target(raw_path, scope["query_string"])
+        read: bytes | None = None  # the body, when an Idempotency-Key made us read it first
+        claim: Claim | None = None
+        if route.idempotency and (key := Idempotency.key_of(route, scope["headers"])):
+            read = await self._read_whole(route, headers, receive)
+            found = await self._claim(route, caller, key, fingerprint(ex.method, target, read))
+            if isinstance(found, Replay):
+                self.metrics.idempotent_replays.labels(route.name).inc()
+                await reply.whole(found.status, found.headers, found.body)
+                return
+            claim = found
+        try:
+            await self._limit_and_forward(scope, headers, receive, reply, route, caller,
+                                          target, read, claim)
+        finally:
+            if claim is not None and not claim.settled:
+                try:  # the gateway's own answer, or an error: the key is free again
+                    await claim.free()
+                except StoreError:
+                    log.warning("could not free an idempotency key; its marker will expire")
+
+    async def _limit_and_forward(self, scope: Scope, headers: dict[bytes, bytes],
+                                 receive: Receive, reply: Reply, route: Route, caller: Caller,
+                                 target: str, read: bytes | None, claim: Claim | None) -> None:
+        ex = reply.ex
         client = scope.get("client")
         network = self.forwarding.resolve(client[0] if client else "0.0.0.0",
                                           headers.get(b"x-forwarded-for"),
                                           scope.get("scheme", "http"),
                                           headers.get(b"x-forwarded-proto"))
-        assert self.limiter is not None and self.cooldowns is not None
         limits = self.limiter.begin(route, caller.client, ip_key=network.limit_key,
                                     headers=headers)
-        content: bytes | AsyncIterator[bytes] | None
+        content: bytes | AsyncIterator[bytes] | None = read
         values: dict[str, str] = {}
         if route.body_fields:
-            content, values = await self._read_keyed(route, scope, headers, receive, limits)
+            content, values = await self._read_keyed(route, scope, headers, receive, limits, read)
         if limits is not None:
             values = limits.values(values)
             ex.headers += await limits.full(values, self.cooldowns.keyed(route, values))
-        if not route.body_fields:
+        if read is None and not route.body_fields:
             content = self._stream(route, headers, receive)
-        await self._forward(route, scope, headers, network, credentials, content, values,
-                            receive, reply)
+        out = [*clean_request_headers(scope["headers"]), *self._credentials(route),
+               (b"x-forwarded-for", network.forwarded_for),
+               (b"x-forwarded-proto", network.forwarded_proto),
+               (b"x-request-id", ex.request_id)]
+        await self.forwarder.forward(
+            Outgoing(route, ex.method, target, out, content, values,
+                     headers.get(b"accept-encoding", b"")), receive, reply, claim)
 
-    async def _read_keyed(self, route: Route, scope: Scope, headers: dict[bytes, bytes],
-                          receive: Receive, limits: LimitCheck | None
-                          ) -> tuple[bytes, dict[str, str]]:
+    def _credentials(self, route: Route) -> Headers:
+        """The route's Reusely credentials as headers; 503 while one is missing."""
+        found = self.credentials.headers_for(route.name)
+        if found is None:
+            raise CredentialNotConfigured()
+        return found
+
+    async def _claim(self, route: Route, caller: Caller, key: str,
+                     print_: bytes) -> Claim | Replay | None:
+        """The key claimed, or the answer to replay; Redis failing follows `on_error`."""
+        try:
+            return await self.idempotency.claim(route, caller.name, key, print_)
+        except StoreError as exc:
+            if exc.kind == "busy" or route.on_error == "deny":
+                raise RateLimiterUnavailable() from exc
+            log.warning("idempotency keys unavailable (%s): handling the request without",
+                        exc.kind)
+            return None
+
+    @staticmethod
+    async def _read_whole(route: Route, headers: dict[bytes, bytes], receive: Receive) -> bytes:
+        body.check_length(headers, route.max_body_bytes)
+        return await body.read(receive, route.max_body_bytes) if body.has_body(headers) else b""
+
+    @staticmethod
+    async def _read_keyed(route: Route, scope: Scope, headers: dict[bytes, bytes],
+                          receive: Receive, limits: LimitCheck | None,
+                          read: bytes | None) -> tuple[bytes, dict[str, str]]:
         """A body-keyed route's body, read once and bounded, and the values it is counted by."""
         if limits is not None:
             await limits.cheap()
         body.check_query(scope["query_string"], route.body_fields)
-        body.check_length(headers, route.max_body_bytes)
-        if not body.has_body(headers):
-            return b"", {}
+        if read is None:
+            body.check_length(headers, route.max_body_bytes)
+            if not body.has_body(headers):
+                return b"", {}
         body.check_media_type(scope["headers"])
-        raw = await body.read(receive, route.max_body_bytes)
+        raw = read if read is not None else await body.read(receive, route.max_body_bytes)
         return raw, body.keyed_values(raw, route.body_fields)
 
     @staticmethod
@@ -269,78 +306,6 @@ class Gateway:
                 receive: Receive) -> AsyncIterator[bytes] | None:
         body.check_length(headers, route.max_body_bytes)
         return body.stream(receive, route.max_body_bytes) if body.has_body(headers) else None
-
-    async def _forward(self, route: Route, scope: Scope, headers: dict[bytes, bytes],
-                       network: Network, credentials: Headers,
-                       content: bytes | AsyncIterator[bytes] | None, values: dict[str, str],
-                       receive: Receive, reply: Reply) -> None:
-        ex = reply.ex
-        target = ascii_target(scope.get("raw_path") or ex.path.encode(), scope["query_string"])
-        cache_key = None
-        if route.cache_ttl and ex.method == "GET":
-            cache_key = (route.name, target.encode(), headers.get(b"accept-encoding", b""))
-            hit = self.cache.get(cache_key)
-            if hit is not None:
-                age = str(int(time.monotonic() - hit.stored_at)).encode()
-                await reply.whole(hit.status, [*hit.headers, (b"age", age),
-                                               (b"x-cache-status", b"hit")], hit.body)
-                return
-        assert self.cooldowns is not None
-        self.cooldowns.check_route(route)
-        out = [*clean_request_headers(scope["headers"]), *credentials,
-               (b"x-forwarded-for", network.forwarded_for),
-               (b"x-forwarded-proto", network.forwarded_proto),
-               (b"x-request-id", ex.request_id)]
-        response = await self._send(route, ex, target, out, content)
-        if response.status == 429:
-            await self.cooldowns.start(route, values, response.header(b"retry-after"))
-        if cache_key is not None:
-            length = cacheable(response.status, response.headers)
-            if length is not None:
-                data = await response.read()
-                if len(data) == length:
-                    self.cache.put(cache_key, response.status, response.headers, data,
-                                   route.cache_ttl or 0)
-                await reply.whole(response.status,
-                                  [*response.headers, (b"x-cache-status", b"miss")], data)
-                return
-            ex.headers.append((b"x-cache-status", b"bypass"))
-        await reply.stream(response, receive, stall=route.timeout.read)
-
-    async def _send(self, route: Route, ex: Exchange, target: str, out: Headers,
-                    content: bytes | AsyncIterator[bytes] | None) -> UpstreamResponse:
-        """One request to Reusely; its 401 to the gateway's own credentials becomes ours."""
-        assert self.upstream is not None
-        sent_at = time.perf_counter()
-        response = await self.upstream.send(route, ex.method, target, out, content,
-                                            secret_values=self._secret_values)
-        self.metrics.upstream_duration.labels(route.name).observe(time.perf_counter() - sent_at)
-        self.metrics.upstream_responses.labels(route.name, str(response.status)).inc()
-        ex.upstream_status = response.status
-        if response.status == 401:
-            await response.discard()
-            log.error("Reusely refused the gateway's credentials (401) on route %s: a lapsed "
-                      "subscription or a regenerated key", route.name)
-            raise UpstreamCredentialsRejected()
-        return response
-
-    async def _health(self, path: str, reply: Reply) -> None:
-        status, text = 200, b'{"status":"ok"}\n'
-        if path == "/readyz":
-            status, text = await self._readiness()
-        await reply.json(status, text, [(b"cache-control", b"no-store")])
-
-    async def _readiness(self) -> tuple[int, bytes]:
-        if not self.ready or self.limiter is None:
-            return 503, b'{"status":"not_ready","policy":"not loaded"}\n'
-        if not self.settings.redis_url:
-            return 200, b'{"status":"ok","policy":"loaded","redis":"memory"}\n'
-        assert self.store is not None
-        if await self.store.ready():
-            return 200, b'{"status":"ok","policy":"loaded","redis":"up"}\n'
-        if self.settings.policy.limits.on_error == "allow":
-            return 200, b'{"status":"ok","policy":"loaded","redis":"down"}\n'
-        return 503, b'{"status":"not_ready","policy":"loaded","redis":"down"}\n'
 
 
 def create_app(settings: Settings, **kwargs: Any) -> Gateway:
@@ -369,4 +334,8 @@ def create_app_from_env() -> Gateway:
         secrets += (settings.limit_key_secret.reveal(),)
     hide_in_logs(secrets)
     registry = multiprocess_registry() if environ.get("PROMETHEUS_MULTIPROC_DIR") else None
-    return create_app(settings, registry=registry)
+    try:
+        return create_app(settings, registry=registry)
+    except Exception as exc:  # noqa: BLE001 - reported without a traceback
+        log.error("the gateway cannot start: %s: %s", type(exc).__name__, exc)
+        raise SystemExit(3) from None

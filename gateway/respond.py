@@ -16,7 +16,7 @@ Reusely (and a slot of its pool) open indefinitely.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 
 from gateway.errors import ClientDisconnected, GatewayError, Headers, render
@@ -63,15 +63,19 @@ class Reply:
                                                 self.ex.request_id.decode()), exc.headers)
 
     async def stream(self, response: UpstreamResponse, receive: Receive, *,
-                     stall: float) -> None:
-        """Reusely's answer to the caller as it arrives; stop if the caller leaves or stalls."""
+                     stall: float, prefix: bytes = b"") -> None:
+        """Reusely's answer to the caller as it arrives; stop if the caller leaves or stalls.
+
+        `prefix` is what was already read of the body (an answer too large to keep).
+        """
         await self.start(response.status, response.headers)
         length = response.content_length
         sent = 0
         done = False
         watcher: asyncio.Future[None] | None = None
+        chunks = _prepend(prefix, response.body()) if prefix else response.body()
         try:
-            async for chunk in response.body():
+            async for chunk in chunks:
                 sent += len(chunk)
                 done = length is not None and sent >= length
                 try:
@@ -93,6 +97,12 @@ class Reply:
             if watcher is not None:
                 watcher.cancel()
             await response.aclose()
+
+
+async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    yield first
+    async for chunk in rest:
+        yield chunk
 
 
 async def _wait_disconnect(receive: Receive) -> None:

@@ -91,10 +91,11 @@ def ascii_target(raw_path: bytes, query: bytes) -> str:
 class UpstreamResponse:
     """Reusely's answer: status, cleaned headers, and its body as it arrives."""
 
-    __slots__ = ("_raw", "content_length", "headers", "status")
+    __slots__ = ("_chunks", "_raw", "content_length", "headers", "status")
 
     def __init__(self, raw: RawResponse, headers: Headers) -> None:
         self._raw = raw
+        self._chunks: AsyncIterator[bytes] | None = None
         self.status = raw.status
         self.headers = headers
         self.content_length: int | None = None
@@ -102,13 +103,28 @@ class UpstreamResponse:
             if name == b"content-length" and value.isdigit():
                 self.content_length = int(value)
 
-    async def body(self) -> AsyncIterator[bytes]:
-        """The raw body bytes as they arrive; a failure midway becomes ours."""
+    def body(self) -> AsyncIterator[bytes]:
+        """The raw body bytes as they arrive, continuing where an earlier read stopped."""
+        if self._chunks is None:
+            self._chunks = self._translated()
+        return self._chunks
+
+    async def _translated(self) -> AsyncIterator[bytes]:
         try:
             async for chunk in self._raw.chunks():
                 yield chunk
         except httpx.TransportError as exc:
             raise translate(exc) from exc
+
+    async def read_up_to(self, limit: int) -> tuple[bytes, bool]:
+        """The body if it is at most `limit` bytes (True), else what was read of it (False)."""
+        parts, size = [], 0
+        async for chunk in self.body():
+            parts.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                return b"".join(parts), False
+        return b"".join(parts), True
 
     def header(self, name: bytes) -> bytes | None:
         return next((v for n, v in self.headers if n == name), None)
