@@ -114,6 +114,7 @@ def _gateway(name: str, port: int) -> None:
 # What a target is checked on before it is measured: Target.checks names one.
 CHECKS: dict[str, Callable[[str, int], None]] = {
     "status": _status_only,  # an app answering a fixed body (variants.py's floor-server)
+    "catalog": _catalog,  # the floors: only the catalog GET is measured on them
     "proxy": _every_route,
     "gateway": _gateway,
 }

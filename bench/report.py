@@ -2,7 +2,9 @@
 
 Every target is shown as a ratio of nginx measured in the same run on the same
 cores, because ratios carry between machines and runs far better than req/s
-on a nested VM. Standard library only.
+on a nested VM. The gateway is also shown against its floor (a minimal proxy
+on its own stack, measured in the same run): what its own logic costs.
+Standard library only.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from environment import cpu_model
 from settings import BENCH, LOAD_CPU, PROXY_CPU, Timing, log
 
 Results = dict[str, Any]
+FLOOR = "floor-aiohttp"
 
 
 def fmt_ratio(x: float | None) -> str:
@@ -71,6 +74,38 @@ def _under_load(res: Results) -> list[str]:
             f"{with_l['p50_ms'] / without['p50_ms']:.2f}x the p50 under load; "
             f"{(1 / with_l['rps'] - 1 / without['rps']) * 1e6:,.0f} us of worker time "
             "per request.\n")
+    return lines
+
+
+def _floor(res: Results) -> list[str]:
+    """Each catalog GET target against nginx and against the floor of the gateway's stack."""
+    cat = res["scenarios"].get("catalog GET", {})
+    light = res["light"].get("catalog GET", {})
+    floor = cat.get(FLOOR)
+    if floor is None:
+        return []
+    ref = cat.get("nginx")
+    lines = ["## Distance to the floor (catalog GET)\n",
+             "The floors are minimal proxies with no gateway logic (no routing, auth, limits, "
+             "metrics or access log), measured in this run: `floor-aiohttp` on the gateway's "
+             "own stack (gunicorn + one uvicorn worker + aiohttp), `floor-granian` on granian "
+             "+ pyreqwest (Rust server and client). Why the gateway is on the first: "
+             "bench/README.md.\n",
+             f"| target | req/s | x nginx | x {FLOOR} | added p50 ms at light load |",
+             "|---|---:|---:|---:|---:|"]
+    for tgt, r in cat.items():
+        added = (f"{light[tgt]['p50_ms'] - light['direct']['p50_ms']:+.3f}"
+                 if tgt in light and "direct" in light else "-")
+        lines.append(f"| {tgt} | {r['rps']:,.0f} | "
+                     f"{fmt_ratio(r['rps'] / ref['rps'] if ref else None)} | "
+                     f"{fmt_ratio(r['rps'] / floor['rps'])} | {added} |")
+    if "gateway" in cat:
+        lines.append(f"\nThe gateway's distance to the floor (gateway / {FLOOR}): "
+                     f"{cat['gateway']['rps'] / floor['rps']:.3f} of its req/s"
+                     + (f", {light['gateway']['p50_ms'] - light[FLOOR]['p50_ms']:+.3f} ms "
+                        "median latency at light load"
+                        if "gateway" in light and FLOOR in light else "") + ".")
+    lines.append("")
     return lines
 
 
@@ -140,7 +175,7 @@ def check_targets(res: Results) -> list[tuple[str, str, bool]]:
 
 
 def report(res: Results, t: Timing, elapsed: float) -> str:
-    lines = [*_header(res, t, elapsed), *_under_load(res), *_light(res),
+    lines = [*_header(res, t, elapsed), *_under_load(res), *_floor(res), *_light(res),
              *_memory(res),
              "## Targets (gateway, one worker, one core)\n", "| target | measured | met |",
              "|---|---:|:---:|"]

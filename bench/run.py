@@ -2,7 +2,7 @@
 """Load benchmark for reusely-gateway, on loopback only: start, measure, report, stop.
 
 One run starts the targets (targets.py: the fake upstream, nginx, the Python
-peer, the gateway with and without limits) on 127.0.0.1,
+peer, the two floors, the gateway with and without limits) on 127.0.0.1,
 proxies pinned to core 0, wrk and the upstream to core 1; checks each once;
 then runs the scenario table (scenarios.py) and writes bench/RESULTS.md
 (report.py). Every process started here is stopped by PID at the end, also on
@@ -11,7 +11,7 @@ own venvs.
 
 Usage: python3 bench/run.py [--quick] [--targets nginx,peer,gateway] [--skip-stream]
        [--no-write] [--keep-tmp]
-(bench/run.sh installs nginx, wrk and the peer venv first, then calls this.)
+(bench/run.sh installs nginx, wrk and the bench venvs first, then calls this.)
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ from targets import GATEWAYS, SERVERS, Target, start_gateway, start_nginx, start
 
 # Python workers whose memory is reported (RSS at start, around the stream, at the end).
 RSS_TARGETS = ("peer", "gateway")
-DEFAULT_TARGETS = ("nginx", "peer", "gateway", "gateway-nolimits")
+DEFAULT_TARGETS = ("nginx", "peer", "floor-aiohttp", "floor-granian", "gateway",
+                   "gateway-nolimits")
 
 
 class Bench:

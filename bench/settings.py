@@ -19,8 +19,10 @@ GATEWAY_BIN = ROOT / ".venv" / "bin" / "reusely-gateway"
 GATEWAY_PYTHON = ROOT / ".venv" / "bin" / "python"
 # Bench-only venvs that bench/run.sh fills from PyPI; none is part of the product.
 PEER_VENV = BENCH / ".venv-peer"
+FLOOR_AIOHTTP_VENV = BENCH / ".venv-floor-aiohttp"
+FLOOR_GRANIAN_VENV = BENCH / ".venv-floor-granian"
 
-PROXY_CPU = "0"  # every proxy under test (nginx, peer, gateways, and their masters)
+PROXY_CPU = "0"  # every proxy under test (nginx, peer, floors, gateways, and their masters)
 LOAD_CPU = "1"  # wrk and the upstream nginx
 
 HOST = "127.0.0.1"
@@ -32,6 +34,8 @@ PORT = {
     "gateway-metrics": 18085,
     "gateway-nolimits": 18086,
     "gateway-nolimits-metrics": 18087,
+    "floor-aiohttp": 18088,
+    "floor-granian": 18089,
 }
 
 API_KEY = "bench-api-key"

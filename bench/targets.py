@@ -4,6 +4,9 @@
                   straight to it, for the added latency at light load
   nginx           nginx proxy_pass setting the three Reusely headers: the C reference
   peer            fastapi-proxy-lib (Starlette + httpx) under gunicorn, one uvicorn worker
+  floor-aiohttp   a minimal proxy on the gateway's own stack (floor_aiohttp.py): the floor
+  floor-granian   the same minimal proxy on granian + pyreqwest (floor_granian.py): the
+                  outside reference
   gateway         reusely-gateway serve --workers 1, bench/policy.yaml, Redis limiter
   gateway-nolimits  the same with bench/policy-nolimits.yaml (mail-in without limits)
 
@@ -24,6 +27,8 @@ from procs import Proc, Procs
 from settings import (
     BENCH,
     CATALOG_PATH,
+    FLOOR_AIOHTTP_VENV,
+    FLOOR_GRANIAN_VENV,
     GATEWAY_BIN,
     GATEWAY_PYTHON,
     HOST,
@@ -71,11 +76,27 @@ def _gunicorn(app: str) -> Callable[[Path, int], list[str]]:
     return argv
 
 
+def _granian(app: str) -> Callable[[Path, int], list[str]]:
+    """granian, one worker with one runtime thread, RSGI, HTTP/1.1 only, on uvloop."""
+    def argv(venv: Path, port: int) -> list[str]:
+        return [str(venv / "bin" / "granian"), "--interface", "rsgi", "--factory",
+                "--workers", "1", "--runtime-threads", "1", "--loop", "uvloop", "--http", "1",
+                "--no-ws", "--host", HOST, "--port", str(port), "--backlog", "4096",
+                "--log-level", "warning", app]
+    return argv
+
+
 SERVERS = {
     "peer": ServerSpec(
         PEER_VENV, _gunicorn("peer_app:app"),
         ("fastapi-proxy-lib", "fastapi", "starlette", "httpx", "httpcore", "anyio", "sniffio",
          *SERVER_STACK)),
+    "floor-aiohttp": ServerSpec(
+        FLOOR_AIOHTTP_VENV, _gunicorn("floor_aiohttp:app_from_env()"),
+        (*SERVER_STACK, "aiohttp"), checks="catalog"),
+    "floor-granian": ServerSpec(
+        FLOOR_GRANIAN_VENV, _granian("floor_granian:app_from_env"),
+        ("granian", "pyreqwest", "uvloop"), checks="catalog"),
 }
 
 

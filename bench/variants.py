@@ -7,8 +7,8 @@
                    (bench/gateway_variant.py, run from bench/.venv-peer)
   floor-server     the same gunicorn worker answering a fixed body (no upstream): the
                    server's own cost, a ceiling for any Python gateway here
-  floor-aiohttp    the leanest raw-ASGI + aiohttp streaming proxy (no routing, auth,
-                   limits, metrics or logs): a floor for a Python proxy here
+  floor-aiohttp    the leanest raw-ASGI + aiohttp streaming proxy (bench/floor_aiohttp.py,
+                   the floor bench/run.py measures too)
 
 Usage: python3 bench/variants.py [--quick] [--only gateway,gateway-httpcore]
 Prints a markdown table; numbers for bench/PROFILE.md. Needs bash bench/run.sh --tools.
@@ -44,8 +44,6 @@ def main() -> int:
                                         app="gateway_variant:httpcore_app()"),
         "floor-server": GatewaySpec(BENCH / "policy.yaml", python=peer_python,
                                     app="gateway_variant:floor_app()", checks="status"),
-        "floor-aiohttp": GatewaySpec(BENCH / "policy.yaml", python=peer_python,
-                                     app="gateway_variant:aiohttp_proxy_app()", checks="status"),
     }
     port = 18090
     for name, spec in specs.items():
