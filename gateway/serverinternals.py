@@ -13,6 +13,8 @@ httptools 0.9.0 (pyproject.toml pins each to its major version).
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Iterable
 from typing import Any
 
 CHECKED_AGAINST = {"uvicorn": "0.54.0", "uvicorn-worker": "0.4.0", "gunicorn": "27.0.1",
@@ -112,3 +114,14 @@ def install_sigquit_handler(worker: Any) -> None:
     """uvicorn-worker's SIGQUIT handler, which its `_serve` installs."""
     worker._install_sigquit_handler()
 
+
+def plain_sockets(sockets: Iterable[Any]) -> list[socket.socket]:
+    """The `socket.socket` inside each of gunicorn's listener wrappers.
+
+    uvloop closes the descriptor of a socket it served when the server closes.
+    Given a `socket.socket` it then detaches the object; given anything else
+    (gunicorn's `BaseSocket`) it calls `close()`, which fails with EBADF on the
+    descriptor already closed, and gunicorn logs "Error while closing socket
+    [Errno 9] Bad file descriptor" on every reload and shutdown.
+    """
+    return [getattr(s, "sock", s) for s in sockets]

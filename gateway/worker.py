@@ -283,11 +283,11 @@ class GatewayWorker(UvicornWorker):
         self.config.timeout_keep_alive = min(self.config.timeout_keep_alive, HEAD_TIMEOUT)
 
     async def _serve(self) -> None:
-        """uvicorn_worker's own `_serve`, with the draining server."""
+        """uvicorn_worker's own `_serve`, with the draining server and the plain sockets."""
         self.config.app = self.wsgi
         server = DrainingServer(config=self.config)
         internals.install_sigquit_handler(self)
-        await server.serve(sockets=self.sockets)
+        await server.serve(sockets=internals.plain_sockets(self.sockets))
         if not server.started:
             sys.exit(Arbiter.WORKER_BOOT_ERROR)
 

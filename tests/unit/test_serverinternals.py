@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import inspect
+import socket
 from importlib.metadata import version
 from typing import Any
 
@@ -78,7 +79,7 @@ def test_every_internal_the_worker_uses_exists(module, owner, names):
 
 def test_the_worker_overrides_what_the_base_classes_still_call():
     # UvicornWorker.run must still run `_serve`, or GatewayWorker._serve (the
-    # draining server) would silently never be used.
+    # draining server, the plain sockets) would silently never be used.
     assert "_serve" in UvicornWorker.run.__code__.co_names
     assert GatewayWorker._serve is not UvicornWorker._serve
     # uvicorn's data_received must still be what serverinternals mirrors: the
@@ -87,6 +88,16 @@ def test_the_worker_overrides_what_the_base_classes_still_call():
     for step in ("_unset_keepalive_if_required", "feed_data", "HttpParserError",
                  "HttpParserUpgrade", "send_400_response"):
         assert step in source, step
+
+
+def test_gunicorn_keeps_its_plain_socket_inside_the_wrapper():
+    wrapper = TCPSocket(("127.0.0.1", 0), GunicornConfig(), log=None)
+    try:
+        [plain] = serverinternals.plain_sockets([wrapper])
+        assert type(plain) is socket.socket
+        assert plain.fileno() == wrapper.fileno()
+    finally:
+        wrapper.sock.close()
 
 
 def test_the_installed_versions_are_the_pinned_majors():
