@@ -10,7 +10,10 @@ the blank line that ends them) or its 101st header field: the caller gets 431
 never sees the request, and what the caller sends after that is read and thrown
 away (for at most `REFUSAL_LINGER` seconds, so that the 431 reaches a caller
 still sending rather than being lost to a reset), so memory stays bounded
-however long the caller keeps sending.
+however long the caller keeps sending. A head pipelined behind another
+request, starting inside the same read, is counted from the next read on, and
+its parsed size (a lower bound of its bytes) is checked once it is complete;
+the bytes held for it stay within one read (uvloop reads 256 KiB at most).
 
 Head deadline. A connection must complete a request head within
 `HEAD_TIMEOUT` (10 s) of opening, or of the end of its previous response;
