@@ -13,7 +13,7 @@ still sending rather than being lost to a reset), so memory stays bounded
 however long the caller keeps sending. A head pipelined behind another
 request, starting inside the same read, is counted from the next read on, and
 its parsed size (a lower bound of its bytes) is checked once it is complete;
-the bytes held for it stay within one read (uvloop reads 256 KiB at most).
+the bytes held for it stay within one read (uvloop reads at most 250 KB).
 
 Head deadline. A connection must complete a request head within
 `HEAD_TIMEOUT` (10 s) of opening, or of the end of its previous response;
