@@ -18,6 +18,10 @@ from gateway.accesslog import logging_config
 worker_class = "gateway.worker.GatewayWorker"
 graceful_timeout = 30
 timeout = 30
+# Seconds a kept-alive connection may stay silent after a response. A head
+# started but not finished is closed by the worker's own 10 s head deadline
+# (gateway/worker.py), which also covers a fresh connection; keepalive above
+# that deadline would have no effect.
 keepalive = 5
 accesslog = None  # the gateway writes one access line per request itself
 control_socket_disable = True  # no ~/.gunicorn socket: HOME may be read-only
