@@ -1,11 +1,12 @@
 """The settings' types: the policy's models, and the `Settings` built around them.
 
-The policy's shape is declared once, here, as frozen pydantic models: they
-validate the YAML (`policy.parse_policy`), they are what the request path
-reads (plain attributes and tuples, nothing checked again per request), and
-they publish the JSON Schema (`reusely-gateway schema`). Each default is
-written once, on its field; a route's overrides default to the policy-wide
-values, which `Policy` fills in.
+The policy's shape is declared once, here, as frozen pydantic dataclasses:
+they validate the YAML (`policy.parse_policy`), they are what the request
+path reads (plain attributes and tuples, nothing checked again per request),
+and they publish the JSON Schema (`reusely-gateway schema`; a field's
+docstring is its description there). Each default is written once, on its
+field; a route's overrides default to the policy-wide values, which `Policy`
+fills in.
 
 Problems are said in the gateway's own words at their place in the file:
 the checks in `checks` raise whole sentences, and `policy` translates
