@@ -50,7 +50,7 @@ from gateway.errors import (
 )
 from gateway.forwarding import Forwarding
 from gateway.metrics import Metrics, method_label
-from gateway.ratelimit import Decision, Limiter, body_values, create_storage, limit_key_secret
+from gateway.ratelimit import Decision, Limiter, body_values, create_storage
 from gateway.respond import (
     Exchange,
     Receive,
@@ -121,23 +121,15 @@ class Gateway:
         settings = self.settings
         self.upstream = Upstream(settings, transport=self._transport)
         storage = self._storage or create_storage(settings)
-        self.limiter = Limiter(settings, storage, secret=limit_key_secret(settings))
-        if not settings.redis_url:
-            log.warning("GATEWAY_REDIS_URL is not set: rate limits are counted in this "
-                        "process's memory, so each worker and replica counts on its own")
-        enabled = []
-        for route in settings.policy.routes:
-            missing = self.credentials.missing(route.name)
-            if missing:
-                log.warning("route %s is disabled: credential %s missing", route.name,
-                            ", ".join(missing))
-            else:
-                enabled.append(route.name)
+        self.limiter = Limiter(settings, storage, secret=settings.limit_key)
+        for warning in settings.warnings:
+            log.warning("%s", warning)
+        enabled = [r.name for r in settings.policy.routes if r.name not in settings.disabled_routes]
         log.info("routes enabled: %s", ", ".join(enabled) or "none")
         log.info("gateway %s ready: %d routes, %d clients, credentials %s, upstream %s",
                  __version__, len(settings.policy.routes), len(settings.policy.clients),
                  ", ".join(f"{k} {v}" for k, v in status_of(settings.credentials).items()),
-                 settings.base_url)
+                 settings.base_url_display)
         self.ready = True
 
     async def shutdown(self) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from gateway import __version__
 from gateway.accesslog import logging_config
+from gateway.environment import DEFAULTS
 
 worker_class = "gateway.worker.GatewayWorker"
 graceful_timeout = 30
@@ -25,7 +26,8 @@ timeout = 30
 keepalive = 5
 accesslog = None  # the gateway writes one access line per request itself
 control_socket_disable = True  # no ~/.gunicorn socket: HOME may be read-only
-logconfig_dict = logging_config(os.environ.get("GATEWAY_LOG_LEVEL", "info"))
+logconfig_dict = logging_config(os.environ.get("GATEWAY_LOG_LEVEL")
+                                or DEFAULTS["GATEWAY_LOG_LEVEL"])
 
 log = logging.getLogger("gateway")
 
@@ -37,7 +39,7 @@ def when_ready(server: Any) -> None:
     from gateway.environment import parse_bind
     from gateway.metrics import multiprocess_registry, start_metrics_server
 
-    bind = parse_bind(os.environ.get("GATEWAY_METRICS_BIND", "127.0.0.1:9464"),
+    bind = parse_bind(os.environ.get("GATEWAY_METRICS_BIND") or DEFAULTS["GATEWAY_METRICS_BIND"],
                       "GATEWAY_METRICS_BIND")
     Gauge("gateway_build_info", "Always 1; the version label says which build runs.",
           ["version"], registry=CollectorRegistry(),

@@ -23,7 +23,6 @@ import hmac
 import json
 import logging
 import math
-import os
 import re
 import time
 import unicodedata
@@ -125,19 +124,6 @@ def create_storage(settings: Settings) -> Storage:
     )
     assert isinstance(storage, Storage)
     return storage
-
-
-def limit_key_secret(settings: Settings) -> bytes:
-    """GATEWAY_LIMIT_KEY_SECRET, else derived from the API key so replicas agree."""
-    if settings.limit_key_secret is not None:
-        return settings.limit_key_secret.reveal().encode()
-    api_key = settings.credentials.get("api_key")
-    if api_key is not None:
-        return hmac.new(b"reusely-gateway limit key v1", api_key.reveal().encode(),
-                        hashlib.sha256).digest()
-    log.warning("neither GATEWAY_LIMIT_KEY_SECRET nor REUSELY_API_KEY is set: body and IP "
-                "limit keys use a random per-process secret, so replicas do not share them")
-    return os.urandom(32)
 
 
 class Limiter:
