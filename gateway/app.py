@@ -49,6 +49,7 @@ from gateway.errors import (
     render,
 )
 from gateway.forwarding import Forwarding
+from gateway.headers import clean_request_headers
 from gateway.metrics import Metrics, method_label
 from gateway.ratelimit import Decision, Limiter, body_values, create_storage, limit_key_secret
 from gateway.respond import (
@@ -64,7 +65,7 @@ from gateway.respond import (
     stream_body,
 )
 from gateway.routing import RouteTable, check_path
-from gateway.upstream import Upstream, ascii_target, clean_request_headers
+from gateway.upstream import Upstream, ascii_target
 
 log = logging.getLogger("gateway")
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._-]{1,128}$")
