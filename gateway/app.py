@@ -31,7 +31,7 @@ from prometheus_client import CollectorRegistry
 
 from gateway import __version__
 from gateway.access import Access, cors_headers, preflight_headers
-from gateway.accesslog import AccessLog, hide_in_logs
+from gateway.accesslog import AccessLog
 from gateway.cache import ResponseCache, cacheable
 from gateway.config import LimitRule, Route, Settings
 from gateway.credentials import CredentialSet, TokenTable, status_of
@@ -50,6 +50,7 @@ from gateway.errors import (
 )
 from gateway.forwarding import Forwarding
 from gateway.headers import clean_request_headers
+from gateway.logsetup import hide_in_logs
 from gateway.metrics import Metrics, method_label
 from gateway.ratelimit import Decision, Limiter, body_values, create_storage, limit_key_secret
 from gateway.respond import (
