@@ -101,15 +101,18 @@ class Forwarding:
     def __init__(self, trusted: tuple[IPNetwork, ...]) -> None:
         self._trusted = trusted
         self._direct = lru_cache(maxsize=_CACHE_SIZE)(self._direct_network)
-        self._is_trusted_peer = lru_cache(maxsize=_CACHE_SIZE)(self._peer_trusted)
-        self._hop = lru_cache(maxsize=_CACHE_SIZE)(self._parse_hop)
+        self._peer = lru_cache(maxsize=_CACHE_SIZE)(self._judge_peer)
+        self._hop = lru_cache(maxsize=_CACHE_SIZE)(self._judge_hop)
 
     def resolve(self, peer: str, xff: bytes | None, scheme: str,
                 proto: bytes | None) -> Network:
         """The caller's address, its limit key, and the forwarding headers to send on."""
-        if not self._trusted or not self._is_trusted_peer(peer):
+        if not self._trusted:
             return self._direct(peer, scheme)
-        client, key = self._walk(peer, xff) if xff else (peer, self._peer_key(peer))
+        peer_key, peer_trusted = self._peer(peer)
+        if not peer_trusted:
+            return self._direct(peer, scheme)
+        client, key = self._walk(xff, (peer, peer_key)) if xff else (peer, peer_key)
         sent_proto = proto.strip().lower() if proto is not None else b""
         return Network(
             client_ip=client,
@@ -119,44 +122,42 @@ class Forwarding:
         )
 
     def _direct_network(self, peer: str, scheme: str) -> Network:
-        return Network(peer, self._peer_key(peer), peer.encode(), scheme.encode())
+        return Network(peer, self._peer(peer)[0], peer.encode(), scheme.encode())
 
-    @staticmethod
-    def _peer_key(peer: str) -> str:
-        """The peer comes from the socket, so it parses; if not (a Unix socket), itself."""
+    def _judge_peer(self, peer: str) -> tuple[str, bool]:
+        """(limit key, trusted) of the socket peer. It parses, unless it is not an IP
+        socket (a Unix socket path): then it is its own key, and not trusted."""
         try:
-            return ip_limit_key(peer)
+            address = parse_address(peer)
         except ValueError:
-            return peer[:MAX_ADDRESS_LENGTH]
-
-    def _peer_trusted(self, peer: str) -> bool:
-        try:
-            return self._trusted_address(parse_address(peer))
-        except ValueError:
-            return False
+            return peer[:MAX_ADDRESS_LENGTH], False
+        return _key_of(address), self._trusted_address(address)
 
     def _trusted_address(self, address: IPAddress) -> bool:
         return any(address in net for net in self._trusted)
 
-    def _parse_hop(self, hop: bytes) -> tuple[IPAddress, bool] | None:
+    def _judge_hop(self, hop: bytes) -> tuple[str, str, bool] | None:
+        """(address, limit key, trusted) of an X-Forwarded-For hop; None if unparsable."""
         try:
             address = parse_address(hop.decode("latin-1"))
         except ValueError:
             return None
-        return address, self._trusted_address(address)
+        return str(address), _key_of(address), self._trusted_address(address)
 
-    def _walk(self, peer: str, xff: bytes) -> tuple[str, str]:
-        """(client_ip, limit_key) from a trusted peer's X-Forwarded-For, right to left."""
-        nearest: tuple[str, str] = (peer, self._peer_key(peer))
+    def _walk(self, xff: bytes, nearest: tuple[str, str]) -> tuple[str, str]:
+        """(client_ip, limit_key) from a trusted peer's X-Forwarded-For, right to left.
+
+        `nearest` is the trusted peer's; it stands when a hop is unparsable.
+        """
         for raw in reversed(xff.split(b",")):
             hop = raw.strip()
             if not hop:
                 continue
-            parsed = self._hop(hop) if len(hop) <= MAX_ADDRESS_LENGTH else None
-            if parsed is None:
+            judged = self._hop(hop) if len(hop) <= MAX_ADDRESS_LENGTH else None
+            if judged is None:
                 return nearest
-            address, trusted = parsed
-            nearest = (str(address), _key_of(address))
+            client, key, trusted = judged
+            nearest = (client, key)
             if not trusted:
                 return nearest
         return nearest
