@@ -31,7 +31,7 @@ from prometheus_client import CollectorRegistry
 
 from gateway import __version__
 from gateway.access import Access, cors_headers, preflight_headers
-from gateway.accesslog import AccessLog, hide_in_logs
+from gateway.accesslog import AccessLog
 from gateway.cache import ResponseCache, cacheable
 from gateway.config import LimitRule, Route, Settings
 from gateway.credentials import CredentialSet, TokenTable, status_of
@@ -49,6 +49,8 @@ from gateway.errors import (
     render,
 )
 from gateway.forwarding import Forwarding
+from gateway.headers import clean_request_headers
+from gateway.logsetup import hide_in_logs
 from gateway.metrics import Metrics, method_label
 from gateway.ratelimit import Decision, Limiter, body_values, create_storage
 from gateway.respond import (
@@ -64,7 +66,7 @@ from gateway.respond import (
     stream_body,
 )
 from gateway.routing import RouteTable, check_path
-from gateway.upstream import Upstream, ascii_target, clean_request_headers
+from gateway.upstream import Upstream, ascii_target
 
 log = logging.getLogger("gateway")
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._-]{1,128}$")
@@ -220,19 +222,17 @@ class Gateway:
             raise CredentialNotConfigured()
         content = await self._request_content(route, headers, receive)
         peer = scope["client"][0] if scope.get("client") else "0.0.0.0"
-        xff = headers.get(b"x-forwarded-for")
-        xff_text = xff.decode("latin-1") if xff is not None else None
+        network = self.forwarding.resolve(peer, headers.get(b"x-forwarded-for"),
+                                          scope.get("scheme", "http"),
+                                          headers.get(b"x-forwarded-proto"))
         client_rules = caller.client.limits if caller.client else self._no_client_rules
         if route.limits or client_rules:
             body = content if isinstance(content, bytes) else b""
-            ip = self.forwarding.client_ip(peer, xff_text)
-            await self._check_limits(route, caller.name, client_rules, ip, headers, body, ex)
-        proto = headers.get(b"x-forwarded-proto")
+            await self._check_limits(route, caller.name, client_rules, network.limit_key,
+                                     headers, body, ex)
         upstream_headers = clean_request_headers(scope["headers"]) + credential_headers + [
-            (b"x-forwarded-for", self.forwarding.forwarded_for(peer, xff_text).encode()),
-            (b"x-forwarded-proto", self.forwarding.forwarded_proto(
-                peer, scope.get("scheme", "http"),
-                proto.decode("latin-1") if proto is not None else None).encode()),
+            (b"x-forwarded-for", network.forwarded_for),
+            (b"x-forwarded-proto", network.forwarded_proto),
             (b"x-request-id", ex.request_id),
         ]
         target = ascii_target(scope.get("raw_path") or path.encode(), scope["query_string"])

@@ -141,8 +141,8 @@ def token_new(args: argparse.Namespace) -> int:
 def sandbox(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from gateway.accesslog import logging_config
     from gateway.environment import read_env_value
+    from gateway.logsetup import logging_config
     from gateway.sandbox import create_app
 
     host, port = parse_bind(args.bind, "--bind")

@@ -13,8 +13,8 @@ import os
 from typing import Any
 
 from gateway import __version__
-from gateway.accesslog import logging_config
 from gateway.environment import DEFAULTS
+from gateway.logsetup import logging_config
 
 worker_class = "gateway.worker.GatewayWorker"
 graceful_timeout = 30

@@ -1,4 +1,4 @@
-"""The one httpx client to Reusely: header hygiene both ways, streaming, errors.
+"""The one httpx client to Reusely: streaming, retries, errors (header hygiene: headers.py).
 
 httpx exceptions are translated into ours here and nowhere else:
 
@@ -16,58 +16,18 @@ redirects (see `transport.py`).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
-from gateway.config import CREDENTIAL_HEADERS, Route, Settings
+from gateway.config import Route, Settings
 from gateway.errors import UpstreamTimeout, UpstreamUnavailable
+from gateway.headers import clean_response_headers
 from gateway.transport import AiohttpTransport
 
-HOP_BY_HOP = frozenset({
-    b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te",
-    b"trailer", b"transfer-encoding", b"upgrade", b"proxy-connection",
-})
-CREDENTIAL_NAMES = frozenset(h.encode() for h in CREDENTIAL_HEADERS.values())
-# Never forwarded to Reusely: besides hop-by-hop and credentials, what the
-# gateway sets itself, and addressing headers a caller could spoof.
-REQUEST_DROP = HOP_BY_HOP | CREDENTIAL_NAMES | frozenset({
-    b"host", b"authorization", b"cookie", b"x-forwarded-for", b"x-forwarded-proto",
-    b"x-request-id", b"forwarded", b"x-real-ip", b"expect",
-})
-RESPONSE_DROP = HOP_BY_HOP | CREDENTIAL_NAMES | frozenset({
-    b"set-cookie", b"set-cookie2", b"x-request-id", b"date",  # uvicorn sets Date
-})
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
-
-
-def _connection_listed(headers: Iterable[tuple[bytes, bytes]]) -> frozenset[bytes]:
-    listed: set[bytes] = set()
-    for name, value in headers:
-        if name.lower() == b"connection":
-            listed.update(v.strip().lower() for v in value.split(b","))
-    return frozenset(listed)
-
-
-def clean_request_headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    listed = _connection_listed(raw)
-    return [(n, v) for n, v in raw
-            if n not in REQUEST_DROP and (not listed or n not in listed)]
-
-
-def clean_response_headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    listed = _connection_listed(raw)
-    out = []
-    for name, value in raw:
-        lower = name.lower()
-        if lower in RESPONSE_DROP or (listed and lower in listed):
-            continue
-        if lower.startswith(b"access-control-"):
-            continue  # CORS is the gateway's to answer, per route and origin
-        out.append((lower, value))
-    return out
 
 
 def ascii_target(raw_path: bytes, query: bytes) -> str:
@@ -119,6 +79,8 @@ class Upstream:
         self.transport = transport or AiohttpTransport(max_connections=up.max_connections)
         self._base = settings.base_url
         self._timeouts = {r.name: _timeouts(r) for r in settings.policy.routes}
+        self._secret_values = tuple(s.reveal().encode("latin-1")
+                                    for s in settings.credentials.values() if s is not None)
 
     async def aclose(self) -> None:
         await self.transport.aclose()
@@ -143,5 +105,6 @@ class Upstream:
             except httpx.TransportError as exc:
                 raise UpstreamUnavailable("protocol") from exc
             return UpstreamResponse(response.status_code,
-                                    clean_response_headers(response.headers.raw), response)
+                                    clean_response_headers(response.headers.raw,
+                                                           self._secret_values), response)
         raise AssertionError("unreachable")
