@@ -143,16 +143,23 @@ def sandbox(args: argparse.Namespace) -> int:
 
     from gateway.environment import read_env_value
     from gateway.logsetup import logging_config
-    from gateway.sandbox import create_app
+    from gateway.sandbox import SwitchError, create_app, switches_from_env
 
     host, port = parse_bind(args.bind, "--bind")
     api_key = read_env_value(os.environ, "REUSELY_API_KEY")[0] or "sandbox-api-key"
     secret_key = read_env_value(os.environ, "REUSELY_SECRET_KEY")[0] or "sandbox-secret-key"
     tenant_id = read_env_value(os.environ, "REUSELY_TENANT_ID")[0]
-    app = create_app(api_key=api_key, secret_key=secret_key, tenant_id=tenant_id)
+    try:
+        switches = switches_from_env(os.environ)
+    except SwitchError as exc:
+        print(f"sandbox: {exc}", file=sys.stderr)
+        return 2
+    app = create_app(api_key=api_key, secret_key=secret_key, tenant_id=tenant_id,
+                     switches=switches)
     print(f"sandbox: a Reusely stand-in on http://{host}:{port}", flush=True)
-    uvicorn.run(app, host=host, port=port, log_config=logging_config(
-        "info", (api_key, secret_key)), access_log=False)
+    hidden = (api_key, secret_key, switches.accept_api_key or api_key)
+    uvicorn.run(app, host=host, port=port, log_config=logging_config("info", hidden),
+                access_log=False)
     return 0
 
 
