@@ -1,32 +1,49 @@
-# The two commands: `make run` and `make test`. Everything installs into .venv.
+# `make run` and `make test`. Everything installs into .venv (VENV=... for another).
+#
+# make run   installs the gateway's runtime only (pip install -e .) and starts the
+#            sandbox and the gateway in front of it (scripts/run.sh).
+# make test  adds the dev extra (pytest, ruff, mypy, Playwright, Helm, ...), then runs
+#            lint, type-check and the suite. The suite empties (FLUSHDB) Redis db 9 of
+#            TEST_REDIS_URL's server, or, with TEST_REDIS_URL unset, of a throwaway
+#            redis-server on a free loopback port that it starts and stops itself.
 SHELL := /bin/bash
 PYTHON ?= python3
-VENV := .venv
+VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-stamp
+RUNTIME := $(VENV)/.runtime-installed
+DEV := $(VENV)/.dev-installed
 
-.PHONY: run test install lint redis tools demo bench clean
+.PHONY: run test install install-runtime lint redis tools demo bench clean
 
-$(STAMP): pyproject.toml
+$(RUNTIME): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	@touch $@
+
+$(DEV): $(RUNTIME)
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	@touch $(STAMP)
+	@touch $@
 
-install: $(STAMP)
+## make install-runtime: the gateway and what it needs to run, nothing else.
+install-runtime: $(RUNTIME)
 
-## make run: the sandbox Reusely stand-in and the gateway in front of it, in-memory limits.
-run: install
-	@bash scripts/run.sh
+## make install: the runtime plus the dev extra (tests, linters, chart and image tools).
+install: $(DEV)
+
+## make run: the sandbox Reusely stand-in and the gateway in front of it (one worker).
+run: install-runtime
+	@VENV=$(VENV) bash scripts/run.sh
 
 ## make test: lint, type-check, and the whole suite against a real Redis and Chromium.
-test: install redis tools lint
-	$(BIN)/python -m pytest
+test: install tools lint
+	@VENV=$(VENV) bash scripts/test.sh
 
 lint: install
-	$(BIN)/ruff check gateway tests examples $(wildcard bench)
+	$(BIN)/ruff check gateway tests examples scripts $(wildcard bench)
 	$(BIN)/mypy
 
+## make redis: a Redis on 127.0.0.1:6379 for the benchmark (started if none answers).
 redis:
 	@bash scripts/ensure-redis.sh
 
@@ -34,8 +51,8 @@ tools:
 	@bash scripts/ensure-tools.sh
 
 ## make demo: the widget page on its own origin (:8090), the gateway (:8080), the sandbox.
-demo: install
-	@bash scripts/demo.sh
+demo: install-runtime
+	@VENV=$(VENV) bash scripts/demo.sh
 
 ## make bench: the load benchmark against nginx and a Python peer (see bench/README.md).
 bench: install redis

@@ -35,6 +35,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 VARIANTS = ["httpx-ka10", "httpx-ka16", "httpx-ka32", "httpx-ka64", "httpx-transport",
@@ -46,6 +47,15 @@ HEADERS = [
     (b"x-forwarded-for", b"127.0.0.1"), (b"x-forwarded-proto", b"http"),
     (b"x-request-id", b"0123456789abcdef0123456789abcdef"),
 ]
+
+
+async def _drain(response: Any) -> None:
+    """Read a transport-level (httpx or httpcore) response to its end, then close it."""
+    try:
+        async for _ in response.stream:
+            pass
+    finally:
+        await response.aclose()
 
 
 async def client_main(variant: str, port: int, path: str, seconds: float, conc: int,
@@ -88,12 +98,7 @@ async def client_main(variant: str, port: int, path: str, seconds: float, conc: 
         async def one() -> None:
             request = httpx.Request("GET", base + path, headers=HEADERS,
                                     extensions={"timeout": timeout})
-            response = await transport.handle_async_request(request)
-            try:
-                async for _ in response.stream:  # type: ignore[union-attr]
-                    pass
-            finally:
-                await response.aclose()
+            await _drain(await transport.handle_async_request(request))
 
     elif variant == "httpcore":
         import httpcore
@@ -107,12 +112,7 @@ async def client_main(variant: str, port: int, path: str, seconds: float, conc: 
             headers = [*HEADERS, (b"host", f"127.0.0.1:{port}".encode())]
             request = httpcore.Request(b"GET", url, headers=headers,
                                        extensions={"timeout": timeout})
-            response = await pool.handle_async_request(request)
-            try:
-                async for _ in response.stream:  # type: ignore[union-attr]
-                    pass
-            finally:
-                await response.aclose()
+            await _drain(await pool.handle_async_request(request))
 
     elif variant == "aiohttp":
         import aiohttp
@@ -188,20 +188,21 @@ def main() -> int:
         return 0
 
     sys.path.insert(0, str(HERE))
-    import run as bench
+    from run import Bench
+    from settings import CATALOG_PATH, PORT, log
 
     ns = argparse.Namespace(quick=True, targets="", skip_stream=True, no_write=True,
                             keep_tmp=False)
-    b = bench.Bench(ns)
+    b = Bench(ns)
     rows: dict[str, list[dict]] = {}
     try:
         b.start()  # only the upstream: no proxy targets were asked for
         variants = args.variants.split(",")
         for rnd in range(args.rounds):
             for v in variants:
-                r = run_variant(v, args, bench.PORT["upstream"], bench.CATALOG_PATH)
+                r = run_variant(v, args, PORT["upstream"], CATALOG_PATH)
                 rows.setdefault(v, []).append(r)
-                bench.log(f"round {rnd + 1} {v:16s} {r['rps']:8.0f} req/s "
+                log(f"round {rnd + 1} {v:16s} {r['rps']:8.0f} req/s "
                           f"{r['cpu_us_per_req']:7.0f} us CPU/request")
     finally:
         b.stop()

@@ -1,16 +1,22 @@
 """App factories for bench/variants.py: the gateway with another upstream transport.
 
-Not part of the product. `Gateway` takes an httpx transport (the seam the
-tests use), so the only change here is which transport its one AsyncClient
-sends through. Run with PYTHONPATH=<repo>:<repo>/bench from a venv that also
-has httpx-aiohttp (bench/.venv-peer).
+Not part of the product. `Gateway` takes a transport (anything with the
+`send(method, url, headers, body, timeouts)` and `aclose()` of
+gateway/transport.py), so the only change here is what requests go out
+through. Run with PYTHONPATH=<repo>:<repo>/bench from a venv that also has
+httpx-aiohttp (bench/.venv-peer).
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
+from collections.abc import AsyncIterator
+
 import httpx
 
-from gateway.app import Gateway, create_app_from_env
+from gateway.app import Gateway, create_app, create_app_from_env
+from gateway.environment import load_settings
 
 
 def httpx_app() -> Gateway:
@@ -27,30 +33,57 @@ def big_reads_app() -> Gateway:
     return create_app_from_env()
 
 
+class _HttpxAnswer:
+    def __init__(self, response: httpx.Response) -> None:
+        self._response = response
+        self.status = response.status_code
+        self.headers = list(response.headers.raw)
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        async for chunk in self._response.aiter_raw():
+            yield chunk
+
+    def release(self) -> None:
+        # The seam's release is synchronous; an async httpx stream closes when awaited.
+        asyncio.get_running_loop().create_task(self._response.aclose())
+
+
+class HttpcoreTransport:
+    """httpx's own transport (httpcore) behind the gateway's transport seam."""
+
+    def __init__(self) -> None:
+        self._transport = httpx.AsyncHTTPTransport(
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=16))
+
+    async def send(self, method, url, headers, body, timeouts):  # type: ignore[no-untyped-def]
+        connect, read, write, pool = timeouts
+        request = httpx.Request(method, url, headers=headers, content=body, extensions={
+            "timeout": {"connect": connect, "read": read, "write": write, "pool": pool}})
+        return _HttpxAnswer(await self._transport.handle_async_request(request))
+
+    async def aclose(self) -> None:
+        await self._transport.aclose()
+
+
 def httpcore_app() -> Gateway:
     """The gateway with httpx's own transport (httpcore) instead of the shipped
     aiohttp one (gateway/transport.py): the comparison behind that choice."""
-    app = create_app_from_env()
-    app._transport = httpx.AsyncHTTPTransport(  # the constructor's `transport=` seam, set late
-        limits=httpx.Limits(max_connections=100, max_keepalive_connections=16))
-    return app
+    settings = load_settings(os.environ, text=os.environ.get("GATEWAY_POLICY_TEXT"),
+                             source=os.environ.get("GATEWAY_POLICY_SOURCE"))
+    return create_app(settings, transport=HttpcoreTransport())
 
 
-# -- floors: what the server alone, and the leanest Python proxy, cost here --------
+# -- the server alone: what it costs here (the leanest proxy is bench/floor_aiohttp.py) --
 
 _FIXED = b'{"status_code":200,"message":"fixed answer","result":{}}'
 
 
-async def _lifespan(receive, send, startup=None, shutdown=None):  # type: ignore[no-untyped-def]
+async def _lifespan(receive, send):  # type: ignore[no-untyped-def]
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
-            if startup:
-                await startup()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
-            if shutdown:
-                await shutdown()
             await send({"type": "lifespan.shutdown.complete"})
             return
 
@@ -66,48 +99,5 @@ def floor_app():  # type: ignore[no-untyped-def]
                     "headers": [(b"content-type", b"application/json"),
                                 (b"content-length", str(len(_FIXED)).encode())]})
         await send({"type": "http.response.body", "body": _FIXED})
-
-    return app
-
-
-def aiohttp_proxy_app():  # type: ignore[no-untyped-def]
-    """The leanest streaming proxy: raw ASGI + one aiohttp session, headers added,
-    hop-by-hop dropped. No routing, auth, limits, metrics or logs: a floor."""
-    import os
-
-    import aiohttp
-
-    base = os.environ["REUSELY_BASE_URL"]
-    add = {"x-api-key": os.environ["REUSELY_API_KEY"],
-           "x-tenant-id": os.environ["REUSELY_TENANT_ID"]}
-    drop = {"host", "connection", "keep-alive", "transfer-encoding", "te", "upgrade",
-            "authorization", "cookie"}
-    state: dict[str, aiohttp.ClientSession] = {}
-
-    async def startup() -> None:
-        state["s"] = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=100), cookie_jar=aiohttp.DummyCookieJar(),
-            auto_decompress=False)
-
-    async def shutdown() -> None:
-        await state["s"].close()
-
-    async def app(scope, receive, send):  # type: ignore[no-untyped-def]
-        if scope["type"] == "lifespan":
-            await _lifespan(receive, send, startup, shutdown)
-            return
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]
-                   if k.decode("latin-1") not in drop}
-        headers.update(add)
-        target = scope["raw_path"].decode() + (
-            "?" + scope["query_string"].decode() if scope["query_string"] else "")
-        async with state["s"].request(scope["method"], base + target, headers=headers,
-                                      allow_redirects=False) as resp:
-            out = [(k.lower(), v) for k, v in resp.raw_headers
-                   if k.lower() not in (b"connection", b"keep-alive", b"transfer-encoding")]
-            await send({"type": "http.response.start", "status": resp.status, "headers": out})
-            async for chunk in resp.content.iter_any():
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b""})
 
     return app

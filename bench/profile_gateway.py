@@ -24,10 +24,13 @@ from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import run as bench  # the harness beside this file
+from load import Load, run_wrk  # the harness beside this file
+from run import Bench
+from settings import BENCH, CATALOG_PATH, HOST, LOAD_CPU, MAILIN_PATH, PEER_VENV, PORT, log
+from targets import GatewaySpec
 
-OUT = bench.BENCH / "profile"
-PYSPY = bench.PEER_VENV / "bin" / "py-spy"
+OUT = BENCH / "profile"
+PYSPY = PEER_VENV / "bin" / "py-spy"
 
 # Inclusive time of these frames (function name prefix match) is reported.
 STEPS = [
@@ -107,12 +110,12 @@ def main() -> int:
     ap.add_argument("--seconds", type=int, default=20)
     ap.add_argument("--conns", type=int, default=32)
     ap.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
-    ap.add_argument("--path", default=bench.CATALOG_PATH)
+    ap.add_argument("--path", default=CATALOG_PATH)
     ap.add_argument("--mail-in", action="store_true",
                     help="profile the mail-in POST with distinct emails (Redis limiter)")
     ap.add_argument("--analyze", type=Path, help="only analyze an existing raw file")
-    ap.add_argument("--variant", default="gateway", choices=["gateway", "gateway-aiohttp"],
-                    help="gateway-aiohttp: the httpx client over httpx-aiohttp (variants.py)")
+    ap.add_argument("--variant", default="gateway", choices=["gateway", "gateway-httpcore"],
+                    help="gateway-httpcore: over httpx's own transport (gateway_variant.py)")
     args = ap.parse_args()
     if args.analyze:
         print(analyze(args.analyze))
@@ -124,48 +127,47 @@ def main() -> int:
     name = args.variant
     ns = argparse.Namespace(quick=True, targets=name, skip_stream=True, no_write=True,
                             keep_tmp=False)
-    b = bench.Bench(ns)
-    if name == "gateway-aiohttp":
-        b.gateways[name] = bench.GatewaySpec(bench.BENCH / "policy.yaml",
-                                             python=bench.PEER_VENV / "bin" / "python",
-                                             app="gateway_variant:aiohttp_app()")
-        bench.PORT[name], bench.PORT[name + "-metrics"] = 18090, 18091
+    b = Bench(ns)
+    if name == "gateway-httpcore":
+        b.gateways[name] = GatewaySpec(BENCH / "policy.yaml", python=PEER_VENV / "bin" / "python",
+                                       app="gateway_variant:httpcore_app()")
+        PORT[name], PORT[name + "-metrics"] = 18090, 18091
     suffix = "" if name == "gateway" else "-" + name.split("-", 1)[1]
     try:
         b.start()
         pid, kib = b.worker_rss(name)
-        bench.log(f"gateway worker pid {pid}, RSS {kib / 1024:.1f} MiB; warming 5 s")
+        log(f"gateway worker pid {pid}, RSS {kib / 1024:.1f} MiB; warming 5 s")
         lua = ("mailin.lua",) if args.mail_in else ()
-        path = bench.MAILIN_PATH if args.mail_in else args.path
-        load = bench.Load(path, conns=args.conns, lua=lua)
-        bench.run_wrk(bench.PORT[name], load, 5, b.tmp)
+        path = MAILIN_PATH if args.mail_in else args.path
+        load = Load(path, conns=args.conns, lua=lua)
+        run_wrk(PORT[name], load, 5, b.tmp)
         script = b.tmp / "profile.lua"
-        script.write_text("".join((bench.BENCH / "wrk" / n).read_text() for n in lua))
+        script.write_text("".join((BENCH / "wrk" / n).read_text() for n in lua))
         if args.mail_in:
             suffix += "-mailin"
         results = {}
         for fmt, out, secs in ((("raw", f"profile{suffix}.raw.txt", args.seconds),
                                 ("flamegraph", f"profile{suffix}.svg", max(5, args.seconds // 2)))):
             wrk = subprocess.Popen(
-                ["taskset", "-c", bench.LOAD_CPU, "wrk", "-t1", f"-c{args.conns}",
+                ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{args.conns}",
                  f"-d{secs + 4}s", "-s", str(script),
-                 f"http://{bench.HOST}:{bench.PORT[name]}{path}", "--", f"p{time.time():.0f}"],
+                 f"http://{HOST}:{PORT[name]}{path}", "--", f"p{time.time():.0f}"],
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             time.sleep(1.5)
-            subprocess.run(["taskset", "-c", bench.LOAD_CPU, str(PYSPY), "record", "--pid",
+            subprocess.run(["taskset", "-c", LOAD_CPU, str(PYSPY), "record", "--pid",
                             str(pid), "--rate", str(args.rate), "--duration", str(secs),
                             "--nonblocking", "--format", fmt, "-o", str(OUT / out)],
                            check=True, capture_output=True)
             text, _ = wrk.communicate(timeout=secs + 60)
             m = re.search(r"Requests/sec:\s+([\d.]+)", text)
             results[fmt] = m.group(1) if m else "?"
-        bench.log(f"req/s while recording: {results}")
+        log(f"req/s while recording: {results}")
     finally:
         b.stop()
     report = analyze(OUT / f"profile{suffix}.raw.txt")
     (OUT / f"summary{suffix}.md").write_text(report)
     print(report)
-    bench.log(f"wrote {OUT}/profile{suffix}.raw.txt, profile{suffix}.svg, summary{suffix}.md")
+    log(f"wrote {OUT}/profile{suffix}.raw.txt, profile{suffix}.svg, summary{suffix}.md")
     return 0
 
 

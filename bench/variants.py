@@ -7,10 +7,10 @@
                    (bench/gateway_variant.py, run from bench/.venv-peer)
   floor-server     the same gunicorn worker answering a fixed body (no upstream): the
                    server's own cost, a ceiling for any Python gateway here
-  floor-aiohttp    the leanest raw-ASGI + aiohttp streaming proxy (no routing, auth,
-                   limits, metrics or logs): a floor for a Python proxy here
+  floor-aiohttp    the leanest raw-ASGI + aiohttp streaming proxy (bench/floor_aiohttp.py,
+                   the floor bench/run.py measures too)
 
-Usage: python3 bench/variants.py [--quick] [--only gateway,gateway-aiohttp]
+Usage: python3 bench/variants.py [--quick] [--only gateway,gateway-httpcore]
 Prints a markdown table; numbers for bench/PROFILE.md. Needs bash bench/run.sh --tools.
 """
 
@@ -21,11 +21,14 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import run as bench  # the harness beside this file
+from run import Bench  # the harness beside this file
+from scenarios import Scenario
+from settings import BENCH, CATALOG_PATH, PEER_VENV, PORT
+from targets import GatewaySpec
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--only", help="comma-separated subset of the gateway variants")
     args = ap.parse_args()
@@ -34,32 +37,24 @@ def main() -> int:
         variants = [v for v in variants if v in args.only.split(",")]
     ns = argparse.Namespace(quick=args.quick, targets=",".join(["nginx", *variants]),
                             skip_stream=True, no_write=True, keep_tmp=False)
-    b = bench.Bench(ns)
-    peer_python = bench.PEER_VENV / "bin" / "python"
+    b = Bench(ns)
+    peer_python = PEER_VENV / "bin" / "python"
     specs = {
-        "gateway-httpcore": bench.GatewaySpec(bench.BENCH / "policy.yaml", python=peer_python,
-                                              app="gateway_variant:httpcore_app()"),
-        "floor-server": bench.GatewaySpec(bench.BENCH / "policy.yaml", python=peer_python,
-                                          app="gateway_variant:floor_app()"),
-        "floor-aiohttp": bench.GatewaySpec(bench.BENCH / "policy.yaml", python=peer_python,
-                                           app="gateway_variant:aiohttp_proxy_app()"),
+        "gateway-httpcore": GatewaySpec(BENCH / "policy.yaml", python=peer_python,
+                                        app="gateway_variant:httpcore_app()"),
+        "floor-server": GatewaySpec(BENCH / "policy.yaml", python=peer_python,
+                                    app="gateway_variant:floor_app()", checks="status"),
     }
     port = 18090
-    for name, spec in list(specs.items()):
-        if name not in variants:
-            del specs[name]
-            continue
-        b.gateways[name] = spec
-        bench.PORT[name], bench.PORT[name + "-metrics"] = port, port + 1
-        port += 2
+    for name, spec in specs.items():
+        if name in variants:
+            b.gateways[name] = spec
+            PORT[name], PORT[name + "-metrics"] = port, port + 1
+            port += 2
     try:
         b.start()
-        load = bench.Load(bench.CATALOG_PATH, conns=b.t.conns)
-        b.run_scenario("catalog GET", load, ["nginx", *variants])
-        key = {"x-api-key": bench.API_KEY, "x-tenant-id": bench.TENANT_ID}
-        b.run_light_with_direct("catalog GET", bench.Load(bench.CATALOG_PATH,
-                                                          conns=b.t.light_conns),
-                                ["direct", "nginx", *variants], key)
+        b.run(Scenario("catalog GET", "load", CATALOG_PATH, ("nginx", *variants)))
+        b.run(Scenario("catalog GET", "light", CATALOG_PATH, ("direct", "nginx", *variants)))
         rss = {v: b.worker_rss(v)[1] for v in variants}
     finally:
         b.stop()

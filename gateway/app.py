@@ -39,7 +39,7 @@ from prometheus_client import CollectorRegistry
 
 from gateway import __version__, body
 from gateway.access import Access, Caller
-from gateway.accesslog import AccessLog, hide_in_logs
+from gateway.accesslog import AccessLog
 from gateway.cache import ResponseCache
 from gateway.config import Route, Settings
 from gateway.cooldown import Cooldowns
@@ -62,17 +62,19 @@ from gateway.errors import (
 from gateway.exchange import Exchange
 from gateway.forward import Forwarder, Outgoing
 from gateway.forwarding import Forwarding
+from gateway.headers import clean_request_headers
 from gateway.health import PATHS as HEALTH
 from gateway.health import Health
 from gateway.idempotency import Claim, Idempotency, Replay, fingerprint
 from gateway.limiter import LimitCheck, Limiter
-from gateway.limitkeys import LimitKeys, limit_key_secret
+from gateway.limitkeys import LimitKeys
+from gateway.logsetup import hide_in_logs
 from gateway.metrics import Metrics, method_label
 from gateway.respond import Receive, Reply, Scope, Send
 from gateway.routing import RouteTable, check_path
 from gateway.store import Store
 from gateway.tokens import TokenTable
-from gateway.upstream import Transport, Upstream, ascii_target, clean_request_headers
+from gateway.upstream import Transport, Upstream, ascii_target
 
 log = logging.getLogger("gateway")
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._-]{1,128}$")
@@ -91,13 +93,13 @@ class Gateway:
         self.credentials = CredentialSet(settings.credentials, policy.routes)
         self.forwarding = Forwarding(policy.limits.trusted_proxies)
         self.store = Store(settings.redis_url, budget=policy.limits.timeout, storage=storage)
-        keys = LimitKeys(limit_key_secret(settings))
+        keys = LimitKeys(settings.limit_key)
         self.limiter = Limiter(settings, self.store, keys, self.metrics)
         self.cooldowns = Cooldowns(settings, self.store, keys, self.metrics)
         self.idempotency = Idempotency(self.store, keys)
         self.health = Health(settings, self.store)
-        secret_values = tuple(s.reveal().encode() for s in settings.credentials.values()
-                              if s is not None)
+        secret_values = tuple(s.reveal().encode("latin-1")
+                              for s in settings.credentials.values() if s is not None)
         self.upstream = Upstream(settings, transport=transport)
         self.forwarder = Forwarder(self.upstream, self.cooldowns, ResponseCache(), self.metrics,
                                    secret_values)
@@ -126,22 +128,14 @@ class Gateway:
     def startup(self) -> None:
         settings = self.settings
         self.cooldowns.begin_polling()
-        if not settings.redis_url:
-            log.warning("GATEWAY_REDIS_URL is not set: rate limits are counted in this "
-                        "process's memory, so each worker and replica counts on its own")
-        enabled = []
-        for route in settings.policy.routes:
-            missing = self.credentials.missing(route.name)
-            if missing:
-                log.warning("route %s is disabled: credential %s missing", route.name,
-                            ", ".join(missing))
-            else:
-                enabled.append(route.name)
+        for warning in settings.warnings:
+            log.warning("%s", warning)
+        enabled = [r.name for r in settings.policy.routes if r.name not in settings.disabled_routes]
         log.info("routes enabled: %s", ", ".join(enabled) or "none")
         log.info("gateway %s ready: %d routes, %d clients, credentials %s, upstream %s",
                  __version__, len(settings.policy.routes), len(settings.policy.clients),
                  ", ".join(f"{k} {v}" for k, v in status_of(settings.credentials).items()),
-                 settings.base_url)
+                 settings.base_url_display)
         self.health.ready = True
 
     async def shutdown(self) -> None:

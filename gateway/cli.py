@@ -1,4 +1,4 @@
-"""`reusely-gateway`: serve, check-config, token new, sandbox.
+"""`reusely-gateway`: serve, check-config, schema, token new, sandbox.
 
 Settings are built here from argv and the environment. `serve` validates
 them, prepares the environment the workers read (the validated policy text,
@@ -9,6 +9,7 @@ PROMETHEUS_MULTIPROC_DIR is set before any Python of the server starts.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
 import sys
@@ -37,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", help="worker processes ($GATEWAY_WORKERS)")
     check = verbs.add_parser("check-config", help="validate the policy and environment")
     check.add_argument("--config", help="policy file (default: $GATEWAY_CONFIG)")
+    verbs.add_parser("schema", help="print the policy file's JSON Schema")
     token = verbs.add_parser("token", help="client tokens")
     token_verbs = token.add_subparsers(dest="token_verb", required=True, metavar="VERB")
     token_verbs.add_parser("new", help="print a new random token and its token_sha256 line")
@@ -57,14 +59,15 @@ def _environ(args: argparse.Namespace) -> dict[str, str]:
     return env
 
 
-def _load(env: dict[str, str]) -> tuple[Settings, str, str]:
-    text, source = policy_text(env)
+def _load(env: dict[str, str], args: argparse.Namespace) -> tuple[Settings, str, str]:
+    named_by = f"--config {args.config}" if getattr(args, "config", None) else "GATEWAY_CONFIG"
+    text, source = policy_text(env, named_by=named_by)
     return load_settings(env, text=text, source=source), text, source
 
 
 def serve(args: argparse.Namespace) -> int:
     env = _environ(args)
-    settings, text, source = _load(env)
+    settings, text, source = _load(env, args)
     from gateway.metrics import clear_multiprocess_dir
 
     env.pop("GATEWAY_POLICY_TEXT", None)
@@ -84,24 +87,24 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def check_config(args: argparse.Namespace) -> int:
-    settings, _, source = _load(_environ(args))
+    settings, _, source = _load(_environ(args), args)
     policy = settings.policy
-    status = status_of(settings.credentials)
     print(f"policy: {source}")
-    print(f"upstream: {settings.base_url}")
+    print(f"upstream: {settings.base_url_display}")
+    status = status_of(settings.credentials)
     print("credentials: " + ", ".join(f"{k} {v}" for k, v in status.items()))
-    for name, problem in settings.credential_problems.items():
-        print(f"warning: credential {name}: {problem}")
+    for name, path in settings.credential_files.items():
+        print(f"  {name} from file {path}")
+    print(f"limit key: {settings.limit_key_source}")
     if settings.redis_url:
         parts = urlsplit(settings.redis_url)
         print(f"limits: counted in Redis ({parts.scheme}://{parts.hostname or ''}"
               f"{':' + str(parts.port) if parts.port else ''}), on_error {policy.limits.on_error}")
     else:
-        print("limits: counted in process memory (per worker, per replica): "
-              "set GATEWAY_REDIS_URL for shared counts")
+        print("limits: counted in process memory (per worker, per replica)")
     print(f"routes ({len(policy.routes)}):")
     for route in policy.routes:
-        missing = [c for c in route.credentials if status[c] == "missing"]
+        missing = settings.disabled_routes.get(route.name)
         limits = "; ".join(f"{r.per} {r.rate}" + (" (shadow)" if r.shadow else "")
                            for r in route.limits) or "none"
         state = f"DISABLED ({', '.join(missing)} missing)" if missing else "enabled"
@@ -113,14 +116,17 @@ def check_config(args: argparse.Namespace) -> int:
         print(f"  {client.name}: routes {', '.join(client.routes) or 'none'}; "
               f"{len(client.token_sha256)} token(s); limits {limits}")
     print(f"cors.allow_origins: {', '.join(policy.cors.allow_origins) or 'none'}")
-    warnings = list(policy.warnings)
-    warnings += [f"route {r.name} is disabled: "
-                 f"{', '.join(c for c in r.credentials if status[c] == 'missing')} missing"
-                 for r in policy.routes if any(status[c] == "missing" for c in r.credentials)]
-    for warning in warnings:
+    for warning in settings.warnings:
         print(f"warning: {warning}")
     print(f"ok: {len(policy.routes)} routes, {len(policy.clients)} clients, "
-          f"{len(warnings)} warning(s)")
+          f"{len(settings.warnings)} warning(s)")
+    return 0
+
+
+def schema(args: argparse.Namespace) -> int:
+    from gateway.policy import json_schema
+
+    print(json.dumps(json_schema(), indent=2))
     return 0
 
 
@@ -136,18 +142,25 @@ def token_new(args: argparse.Namespace) -> int:
 def sandbox(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from gateway.accesslog import logging_config
     from gateway.environment import read_env_value
-    from gateway.sandbox import create_app
+    from gateway.logsetup import logging_config
+    from gateway.sandbox import SwitchError, create_app, switches_from_env
 
     host, port = parse_bind(args.bind, "--bind")
     api_key = read_env_value(os.environ, "REUSELY_API_KEY")[0] or "sandbox-api-key"
     secret_key = read_env_value(os.environ, "REUSELY_SECRET_KEY")[0] or "sandbox-secret-key"
     tenant_id = read_env_value(os.environ, "REUSELY_TENANT_ID")[0]
-    app = create_app(api_key=api_key, secret_key=secret_key, tenant_id=tenant_id)
+    try:
+        switches = switches_from_env(os.environ)
+    except SwitchError as exc:
+        print(f"sandbox: {exc}", file=sys.stderr)
+        return 2
+    app = create_app(api_key=api_key, secret_key=secret_key, tenant_id=tenant_id,
+                     switches=switches)
     print(f"sandbox: a Reusely stand-in on http://{host}:{port}", flush=True)
-    uvicorn.run(app, host=host, port=port, log_config=logging_config(
-        "info", (api_key, secret_key)), access_log=False)
+    hidden = (api_key, secret_key, switches.accept_api_key or api_key)
+    uvicorn.run(app, host=host, port=port, log_config=logging_config("info", hidden),
+                access_log=False)
     return 0
 
 
@@ -158,6 +171,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return serve(args)
         if args.verb == "check-config":
             return check_config(args)
+        if args.verb == "schema":
+            return schema(args)
         if args.verb == "token":
             return token_new(args)
         return sandbox(args)

@@ -5,15 +5,24 @@ Every problem is collected and reported together with the policy's.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import os
 from collections.abc import Mapping
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from gateway.config import CREDENTIAL_ENV, LOG_LEVELS, Secret, Settings
 from gateway.errors import ConfigError
 from gateway.policy import parse_policy, parse_yaml
 
 DEFAULT_CONFIG_PATH = Path("config/gateway.yaml")
+DEFAULTS: Mapping[str, str] = {  # the environment's defaults; GATEWAY_WORKERS: the CPU count
+    "REUSELY_BASE_URL": "https://api.reusely.com",
+    "GATEWAY_BIND": "127.0.0.1:8080",
+    "GATEWAY_METRICS_BIND": "127.0.0.1:9464",
+    "GATEWAY_LOG_LEVEL": "info",
+}
 
 
 def read_env_value(environ: Mapping[str, str], name: str) -> tuple[str | None, str | None]:
@@ -45,8 +54,12 @@ def format_bind(bind: tuple[str, int]) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def policy_text(environ: Mapping[str, str], cwd: Path | None = None) -> tuple[str, str]:
-    """(YAML text, where it came from) per GATEWAY_CONFIG, the default path, or built-in."""
+def policy_text(environ: Mapping[str, str], cwd: Path | None = None, *,
+                named_by: str = "GATEWAY_CONFIG") -> tuple[str, str]:
+    """(YAML text, where it came from) per GATEWAY_CONFIG, the default path, or built-in.
+
+    `named_by` is what a problem reading the file names as its cause (`--config F`).
+    """
     path = environ.get("GATEWAY_CONFIG")
     if not path:
         default = (cwd or Path.cwd()) / DEFAULT_CONFIG_PATH
@@ -56,7 +69,7 @@ def policy_text(environ: Mapping[str, str], cwd: Path | None = None) -> tuple[st
     try:
         return Path(path).read_text(encoding="utf-8"), path
     except OSError as exc:
-        raise ConfigError([f"GATEWAY_CONFIG: cannot read {path}: {exc.strerror or exc}"]) from exc
+        raise ConfigError([f"{named_by}: cannot read {path}: {exc.strerror or exc}"]) from exc
 
 
 def default_policy_text() -> str:
@@ -67,7 +80,11 @@ def default_policy_text() -> str:
 
 def load_settings(environ: Mapping[str, str], *, text: str | None = None,
                   source: str | None = None) -> Settings:
-    """Settings from the environment and the policy (read per GATEWAY_CONFIG unless given)."""
+    """Settings from the environment and the policy (read per GATEWAY_CONFIG unless given).
+
+    Every fact the gateway and `check-config` report is worked out here, once:
+    the limit key and where it came from, the disabled routes, the warnings.
+    """
     if text is None:
         text, source = policy_text(environ)
     source = source or "policy"
@@ -78,49 +95,99 @@ def load_settings(environ: Mapping[str, str], *, text: str | None = None,
         problems.extend(exc.problems)
     credentials: dict[str, Secret | None] = {}
     credential_problems: dict[str, str] = {}
-    for name, env in CREDENTIAL_ENV.items():
+    files: dict[str, str] = {}
+    for name, env in (*CREDENTIAL_ENV.items(), ("limit_key_secret", "GATEWAY_LIMIT_KEY_SECRET")):
+        if environ.get(f"{env}_FILE"):
+            files[name] = environ[f"{env}_FILE"]
         value, problem = read_env_value(environ, env)
+        if name == "limit_key_secret":
+            secret = Secret(value) if value else None
+            if problem:
+                problems.append(problem)
+            continue
         credentials[name] = Secret(value) if value else None
         if problem:
             credential_problems[name] = problem
-    secret, problem = read_env_value(environ, "GATEWAY_LIMIT_KEY_SECRET")
-    if problem:
-        problems.append(problem)
-    base_url = environ.get("REUSELY_BASE_URL") or "https://api.reusely.com"
+    base_url = (environ.get("REUSELY_BASE_URL") or DEFAULTS["REUSELY_BASE_URL"]).rstrip("/")
     parts = urlsplit(base_url)
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
-        problems.append(f"REUSELY_BASE_URL: {base_url!r} is not an http(s) origin")
+        problems.append(f"REUSELY_BASE_URL: {hide_password(base_url)!r} is not an http(s) origin")
     redis_url = environ.get("GATEWAY_REDIS_URL") or None
     if redis_url and urlsplit(redis_url).scheme not in (
             "redis", "rediss", "redis+sentinel", "redis+cluster"):
         problems.append("GATEWAY_REDIS_URL: the scheme must be redis://, rediss://, "
                         "redis+sentinel:// or redis+cluster://")
     binds = []
-    for env, default in (("GATEWAY_BIND", "127.0.0.1:8080"),
-                         ("GATEWAY_METRICS_BIND", "127.0.0.1:9464")):
+    for env in ("GATEWAY_BIND", "GATEWAY_METRICS_BIND"):
         try:
-            binds.append(parse_bind(environ.get(env) or default, env))
+            binds.append(parse_bind(environ.get(env) or DEFAULTS[env], env))
         except ConfigError as exc:
             problems.extend(exc.problems)
             binds.append(("127.0.0.1", 0))
     if binds[0][1] and binds[0][1] == binds[1][1]:
         problems.append("GATEWAY_METRICS_BIND: must be another port than GATEWAY_BIND")
-    workers_raw = environ.get("GATEWAY_WORKERS") or ""
-    workers = _workers(workers_raw, problems)
-    log_level = (environ.get("GATEWAY_LOG_LEVEL") or "info").lower()
+    workers = _workers(environ.get("GATEWAY_WORKERS") or "", problems)
+    log_level = (environ.get("GATEWAY_LOG_LEVEL") or DEFAULTS["GATEWAY_LOG_LEVEL"]).lower()
     if log_level not in LOG_LEVELS:
         problems.append(f"GATEWAY_LOG_LEVEL: {log_level!r} is not one of {', '.join(LOG_LEVELS)}")
     if problems:
         raise ConfigError(problems)
-    return Settings(policy=policy, policy_source=source, credentials=credentials,
-                    credential_problems=credential_problems, base_url=base_url.rstrip("/"),
-                    redis_url=redis_url, limit_key_secret=Secret(secret) if secret else None,
-                    bind=binds[0], metrics_bind=binds[1], workers=workers, log_level=log_level)
+    limit_key, limit_key_source = _limit_key(secret, credentials["api_key"])
+    disabled = {route.name: missing for route in policy.routes
+                if (missing := tuple(c for c in route.credentials if credentials[c] is None))}
+    warnings = [
+        *policy.warnings,
+        *(f"route {name} is disabled: {', '.join(missing)} missing"
+          for name, missing in disabled.items()),
+        *(f"credential {name}: {problem}" for name, problem in credential_problems.items()),
+    ]
+    if not redis_url:
+        warnings.append("GATEWAY_REDIS_URL is not set: rate limits are counted in this "
+                        "process's memory, so each worker and replica counts on its own")
+    if limit_key_source == RANDOM_LIMIT_KEY:
+        warnings.append("neither GATEWAY_LIMIT_KEY_SECRET nor REUSELY_API_KEY is set: limit "
+                        "keys use a random per-process secret, so workers and replicas do not "
+                        "share counts")
+    elif limit_key_source == DERIVED_LIMIT_KEY and "api_key" in files:
+        warnings.append("credentials come from files and GATEWAY_LIMIT_KEY_SECRET is not set: "
+                        "a rotated API key would change the limit keys")
+    return Settings(
+        policy=policy, policy_source=source, credentials=credentials,
+        credential_problems=credential_problems, credential_files=files,
+        disabled_routes=disabled, base_url=base_url, base_url_display=hide_password(base_url),
+        redis_url=redis_url, limit_key_secret=secret, limit_key=limit_key,
+        limit_key_source=limit_key_source, bind=binds[0], metrics_bind=binds[1],
+        workers=workers, log_level=log_level, warnings=tuple(warnings))
+
+
+SECRET_LIMIT_KEY = "GATEWAY_LIMIT_KEY_SECRET"
+DERIVED_LIMIT_KEY = "derived from REUSELY_API_KEY"
+RANDOM_LIMIT_KEY = "random per process"
+
+
+def _limit_key(secret: Secret | None, api_key: Secret | None) -> tuple[bytes, str]:
+    """The HMAC key that hides emails, phones and IPs in Redis, and where it came from.
+
+    Derived from the API key when no secret is set, so that replicas agree; the
+    derivation must never change, or every count kept in Redis starts again.
+    """
+    if secret is not None:
+        return secret.reveal().encode(), SECRET_LIMIT_KEY
+    if api_key is not None:
+        return hmac.new(b"reusely-gateway limit key v1", api_key.reveal().encode(),
+                        hashlib.sha256).digest(), DERIVED_LIMIT_KEY
+    return os.urandom(32), RANDOM_LIMIT_KEY
+
+
+def hide_password(url: str) -> str:
+    """`url` with any `user:password@` shown as `***@`: what tools and logs may print."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
 
 
 def _workers(raw: str, problems: list[str]) -> int:
-    import os
-
     if not raw:
         return os.cpu_count() or 1
     if not raw.isdigit() or int(raw) < 1:

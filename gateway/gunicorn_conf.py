@@ -13,15 +13,21 @@ import os
 from typing import Any
 
 from gateway import __version__
-from gateway.accesslog import logging_config
+from gateway.environment import DEFAULTS
+from gateway.logsetup import logging_config
 
 worker_class = "gateway.worker.GatewayWorker"
 graceful_timeout = 30
 timeout = 30
+# Seconds a kept-alive connection may stay silent after a response. A head
+# started but not finished is closed by the worker's own 10 s head deadline
+# (gateway/worker.py), which also covers a fresh connection; keepalive above
+# that deadline would have no effect.
 keepalive = 5
 accesslog = None  # the gateway writes one access line per request itself
 control_socket_disable = True  # no ~/.gunicorn socket: HOME may be read-only
-logconfig_dict = logging_config(os.environ.get("GATEWAY_LOG_LEVEL", "info"))
+logconfig_dict = logging_config(os.environ.get("GATEWAY_LOG_LEVEL")
+                                or DEFAULTS["GATEWAY_LOG_LEVEL"])
 
 log = logging.getLogger("gateway")
 
@@ -33,7 +39,7 @@ def when_ready(server: Any) -> None:
     from gateway.environment import parse_bind
     from gateway.metrics import multiprocess_registry, start_metrics_server
 
-    bind = parse_bind(os.environ.get("GATEWAY_METRICS_BIND", "127.0.0.1:9464"),
+    bind = parse_bind(os.environ.get("GATEWAY_METRICS_BIND") or DEFAULTS["GATEWAY_METRICS_BIND"],
                       "GATEWAY_METRICS_BIND")
     Gauge("gateway_build_info", "Always 1; the version label says which build runs.",
           ["version"], registry=CollectorRegistry(),

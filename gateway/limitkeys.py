@@ -21,14 +21,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import logging
-import os
 import re
 import unicodedata
 
-from gateway.config import LimitRule, Settings
-
-log = logging.getLogger("gateway.limitkeys")
+from gateway.config import LimitRule
 
 _NAME_UNSAFE = re.compile(r"[^a-z0-9.-]+")
 
@@ -104,15 +100,3 @@ def policy_name(scope: str, rule: LimitRule, expiry: int, several: bool) -> str:
     base = _NAME_UNSAFE.sub("-", f"{scope.replace('client:', 'client.')}.{rule.per}")
     return f"{base}.{expiry}s" if several else base
 
-
-def limit_key_secret(settings: Settings) -> bytes:
-    """GATEWAY_LIMIT_KEY_SECRET, else derived from the API key so replicas agree."""
-    if settings.limit_key_secret is not None:
-        return settings.limit_key_secret.reveal().encode()
-    api_key = settings.credentials.get("api_key")
-    if api_key is not None:
-        return hmac.new(b"reusely-gateway limit key v1", api_key.reveal().encode(),
-                        hashlib.sha256).digest()
-    log.warning("neither GATEWAY_LIMIT_KEY_SECRET nor REUSELY_API_KEY is set: body and IP "
-                "limit keys use a random per-process secret, so replicas do not share them")
-    return os.urandom(32)

@@ -1,4 +1,4 @@
-"""Requests to Reusely: header hygiene both ways, retries, and failures in our words.
+"""Requests to Reusely: retries, Reusely's answer cleaned, and failures in our words.
 
 The transport (`transport.py`, or anything with its `send` and `aclose`)
 fails in httpx's exception vocabulary; this is the one place those become
@@ -10,35 +10,25 @@ answer's body streams:
     any other httpx.TransportError  -> UpstreamUnavailable  (kind "protocol")
 
 A connection that could not be made is retried `route.retries` times, for
-GET, HEAD and OPTIONS only; a POST reaches Reusely at most once.
+GET, HEAD and OPTIONS only; a POST reaches Reusely at most once. Reusely's
+headers are cleaned for the caller (`headers.clean_response_headers`) as the
+answer arrives, so whatever is later streamed, kept for an Idempotency-Key or
+cached carries only what a caller may see.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Collection, Iterable
+from collections.abc import AsyncIterator, Callable, Collection
 from functools import partial
 from typing import Protocol
 
 import httpx
 
-from gateway.config import CREDENTIAL_HEADERS, Route, Settings
+from gateway.config import Route, Settings
 from gateway.errors import GatewayError, Headers, UpstreamTimeout, UpstreamUnavailable
-from gateway.transport import AiohttpTransport, RawResponse, Timeouts
+from gateway.headers import clean_response_headers
+from gateway.transport import AiohttpTransport, Timeouts
 
-HOP_BY_HOP = frozenset({
-    b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te",
-    b"trailer", b"transfer-encoding", b"upgrade", b"proxy-connection",
-})
-CREDENTIAL_NAMES = frozenset(h.encode() for h in CREDENTIAL_HEADERS.values())
-# Never forwarded to Reusely: besides hop-by-hop and credentials, what the
-# gateway sets itself, and addressing headers a caller could spoof.
-REQUEST_DROP = HOP_BY_HOP | CREDENTIAL_NAMES | frozenset({
-    b"host", b"authorization", b"cookie", b"x-forwarded-for", b"x-forwarded-proto",
-    b"x-request-id", b"forwarded", b"x-real-ip", b"expect",
-})
-RESPONSE_DROP = HOP_BY_HOP | CREDENTIAL_NAMES | frozenset({
-    b"set-cookie", b"set-cookie2", b"x-request-id", b"date",  # uvicorn sets Date
-})
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
 # (httpx's exception, ours), most specific first.
 EXCEPTIONS: tuple[tuple[type[httpx.TransportError], Callable[[], GatewayError]], ...] = (
@@ -52,34 +42,6 @@ def translate(exc: httpx.TransportError) -> GatewayError:
     return next(ours() for foreign, ours in EXCEPTIONS if isinstance(exc, foreign))
 
 
-def _connection_listed(headers: Iterable[tuple[bytes, bytes]]) -> frozenset[bytes]:
-    listed: set[bytes] = set()
-    for name, value in headers:
-        if name.lower() == b"connection":
-            listed.update(v.strip().lower() for v in value.split(b","))
-    return frozenset(listed)
-
-
-def clean_request_headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    listed = _connection_listed(raw)
-    return [(n, v) for n, v in raw
-            if n not in REQUEST_DROP and (not listed or n not in listed)]
-
-
-def clean_response_headers(raw: list[tuple[bytes, bytes]],
-                           secret_values: Collection[bytes] = ()) -> list[tuple[bytes, bytes]]:
-    listed = _connection_listed(raw)
-    out = []
-    for name, value in raw:
-        lower = name.lower()
-        if lower in RESPONSE_DROP or (listed and lower in listed):
-            continue
-        if lower.startswith(b"access-control-"):
-            continue  # CORS is the gateway's to answer, per route and origin
-        out.append((lower, value))
-    return out
-
-
 def ascii_target(raw_path: bytes, query: bytes) -> str:
     """The request target as received; non-ASCII bytes (invalid in HTTP) percent-encoded."""
     target = raw_path + (b"?" + query if query else b"")
@@ -88,12 +50,23 @@ def ascii_target(raw_path: bytes, query: bytes) -> str:
     return "".join(chr(b) if b < 128 else f"%{b:02X}" for b in target)
 
 
+class RawAnswer(Protocol):
+    """What a transport returns: Reusely's status and raw headers, its body as it arrives."""
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+
+    def chunks(self) -> AsyncIterator[bytes]: ...
+
+    def release(self) -> None: ...
+
+
 class UpstreamResponse:
     """Reusely's answer: status, cleaned headers, and its body as it arrives."""
 
     __slots__ = ("_chunks", "_raw", "content_length", "headers", "status")
 
-    def __init__(self, raw: RawResponse, headers: Headers) -> None:
+    def __init__(self, raw: RawAnswer, headers: Headers) -> None:
         self._raw = raw
         self._chunks: AsyncIterator[bytes] | None = None
         self.status = raw.status
@@ -152,7 +125,7 @@ class UpstreamResponse:
 class Transport(Protocol):
     async def send(self, method: str, url: str, headers: list[tuple[str, str]],
                    body: bytes | AsyncIterator[bytes] | None,
-                   timeouts: Timeouts) -> RawResponse: ...
+                   timeouts: Timeouts) -> RawAnswer: ...
 
     async def aclose(self) -> None: ...
 

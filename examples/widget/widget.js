@@ -1,9 +1,16 @@
 // Reusely trade-in widget: a mail-in offer form that talks to reusely-gateway.
 //
-// The gateway holds the Reusely keys and mirrors Reusely's URL space, so this
-// script calls the same paths as Reusely's own API and sends no keys at all.
-// Point it at your gateway here (serve.py --gateway rewrites this line):
+// ============================================================================
+// YOUR GATEWAY: the one thing to set. The origin of your reusely-gateway as
+// your shop's pages reach it (https, no path). The gateway holds the Reusely
+// keys; this script sends none. (serve.py --gateway rewrites this line as it
+// serves the file, for local demos.)
 const GATEWAY = "http://127.0.0.1:8080";
+// ============================================================================
+//
+// The gateway mirrors Reusely's URL space, so this script calls Reusely's own
+// paths. Put <div id="reusely-trade-in"></div>, widget.css and this file on
+// the page; nothing else is needed (no build step, no CDN).
 
 (function () {
   "use strict";
@@ -26,8 +33,20 @@ const GATEWAY = "http://127.0.0.1:8080";
       this.kind = kind; // network | forbidden | limited | invalid | server | other
       this.status = status;
       this.detail = detail;
-      this.retryAfter = retryAfter;
+      this.retryAfter = retryAfter; // seconds, or null
     }
+  }
+
+  // Retry-After is whole seconds or an HTTP date; null when absent or unreadable.
+  function retryAfterSeconds(value) {
+    if (!value) {
+      return null;
+    }
+    if (/^\d+$/.test(value.trim())) {
+      return parseInt(value, 10);
+    }
+    const when = Date.parse(value);
+    return Number.isNaN(when) ? null : Math.max(0, Math.ceil((when - Date.now()) / 1000));
   }
 
   async function call(path, options) {
@@ -48,14 +67,16 @@ const GATEWAY = "http://127.0.0.1:8080";
       return body;
     }
     const status = response.status;
-    const retryAfter = parseInt(response.headers.get("Retry-After") || "", 10);
+    // 429 is the same to a shopper whoever said it: the gateway's own limit
+    // (rate_limited), Reusely's cooldown kept by the gateway
+    // (upstream_rate_limited), or Reusely's 429 itself.
     const kind =
       status === 403 ? "forbidden"
         : status === 429 ? "limited"
         : status === 400 || status === 422 ? "invalid"
         : status >= 500 ? "server"
         : "other";
-    throw new GatewayError(kind, status, body, Number.isFinite(retryAfter) ? retryAfter : null);
+    throw new GatewayError(kind, status, body, retryAfterSeconds(response.headers.get("Retry-After")));
   }
 
   async function list(path) {
@@ -110,7 +131,7 @@ const GATEWAY = "http://127.0.0.1:8080";
   function explain(err) {
     switch (err.kind) {
       case "limited":
-        return "You have requested several offers for this email in a short time. "
+        return "We have received several offer requests in a short time. "
           + waitText(err.retryAfter);
       case "forbidden":
       case "network":
@@ -126,7 +147,12 @@ const GATEWAY = "http://127.0.0.1:8080";
     }
   }
 
-  // --- the form --------------------------------------------------------------
+  function money(amount) {
+    const value = Number(amount);
+    return "$" + (Number.isInteger(value) ? String(value) : value.toFixed(2));
+  }
+
+  // --- building blocks -------------------------------------------------------
 
   function el(tag, attrs, children) {
     const node = document.createElement(tag);
@@ -143,8 +169,16 @@ const GATEWAY = "http://127.0.0.1:8080";
     return node;
   }
 
-  function field(label, control) {
-    return el("label", { class: "rw-field" }, [el("span", { text: label }), control]);
+  function field(label, control, wide) {
+    return el("label", { class: "rw-field" + (wide ? " rw-wide" : "") },
+      [el("span", { class: "rw-label", text: label }), control]);
+  }
+
+  function step(number, title, children) {
+    return el("fieldset", { class: "rw-step" }, [
+      el("legend", {}, [el("span", { class: "rw-step-number", text: String(number) }), title]),
+      ...children,
+    ]);
   }
 
   function fillSelect(select, placeholder, options) {
@@ -155,44 +189,56 @@ const GATEWAY = "http://127.0.0.1:8080";
     select.disabled = options.length === 0;
   }
 
+  // --- the widget ------------------------------------------------------------
+
   function mount(root) {
     const ui = {
       category: el("select", { name: "category", "data-testid": "category" }),
       device: el("select", { name: "device", "data-testid": "device" }),
       model: el("select", { name: "model", "data-testid": "model" }),
       size: el("select", { name: "size", "data-testid": "size" }),
-      conditions: el("fieldset", { class: "rw-conditions", "data-testid": "conditions" }),
+      conditions: el("div", { class: "rw-conditions", role: "radiogroup",
+        "aria-label": "Condition", "data-testid": "conditions" }),
       firstName: el("input", { name: "first_name", autocomplete: "given-name", required: "" }),
       lastName: el("input", { name: "last_name", autocomplete: "family-name", required: "" }),
       email: el("input", { name: "email", type: "email", autocomplete: "email", required: "" }),
       payout: el("select", { name: "payout_method", "data-testid": "payout" }),
-      submit: el("button", { type: "submit", text: "Get my offer", disabled: "" }),
+      submit: el("button", { type: "submit", class: "rw-submit", text: "Get my offer",
+        disabled: "" }),
       status: el("p", { class: "rw-status", role: "status", "aria-live": "polite",
         "data-testid": "status", "data-state": "idle" }),
+      offer: el("section", { class: "rw-offer", "data-testid": "offer", hidden: "",
+        "aria-live": "polite" }),
     };
-    const state = { devices: [], models: [], productId: null };
+    const state = { devices: [], productId: null, productName: "", prices: {}, busy: false };
 
     fillSelect(ui.payout, "Choose how to be paid", PAYOUT_METHODS);
     for (const name of ["category", "device", "model", "size"]) {
       fillSelect(ui[name], "—", []);
     }
-    ui.conditions.append(el("legend", { text: "Condition" }));
 
     const form = el("form", { class: "rw-form", novalidate: "" }, [
-      el("h2", { text: "Trade in your device" }),
-      field("Category", ui.category),
-      field("Device", ui.device),
-      field("Model", ui.model),
-      field("Storage", ui.size),
-      ui.conditions,
-      field("First name", ui.firstName),
-      field("Last name", ui.lastName),
-      field("Email", ui.email),
-      field("Payout method", ui.payout),
+      el("header", { class: "rw-head" }, [
+        el("h2", { text: "Trade in your device" }),
+        el("p", { text: "Free prepaid shipping. Paid within 2 days of arrival." }),
+      ]),
+      step(1, "Your device", [
+        el("div", { class: "rw-grid" }, [
+          field("Category", ui.category), field("Device", ui.device),
+          field("Model", ui.model), field("Storage", ui.size),
+        ]),
+      ]),
+      step(2, "Condition", [ui.conditions]),
+      step(3, "Your details", [
+        el("div", { class: "rw-grid" }, [
+          field("First name", ui.firstName), field("Last name", ui.lastName),
+          field("Email", ui.email, true), field("Payout method", ui.payout, true),
+        ]),
+      ]),
       ui.submit,
       ui.status,
     ]);
-    root.replaceChildren(form);
+    root.replaceChildren(el("div", { class: "rw-widget" }, [form, ui.offer]));
 
     function show(stateName, text) {
       ui.status.dataset.state = stateName;
@@ -209,16 +255,31 @@ const GATEWAY = "http://127.0.0.1:8080";
     }
 
     function refreshSubmit() {
-      ui.submit.disabled = !(state.productId && selectedCondition());
+      const condition = selectedCondition();
+      ui.submit.disabled = state.busy || !(state.productId && condition);
+      ui.submit.textContent = state.busy ? "Sending…"
+        : condition ? "Get my offer: " + money(state.prices[condition]) : "Get my offer";
     }
 
     function clearConditions() {
-      ui.conditions.replaceChildren(el("legend", { text: "Condition" }));
+      ui.conditions.replaceChildren(el("p", { class: "rw-hint", "data-testid": "conditions-hint",
+        text: "Choose your device and its storage above to see what it is worth "
+          + "in each condition." }));
       state.productId = null;
+      state.prices = {};
       refreshSubmit();
     }
 
-    async function step(action) {
+    function setBusy(busy) {
+      state.busy = busy;
+      form.setAttribute("aria-busy", busy ? "true" : "false");
+      for (const fieldset of form.querySelectorAll("fieldset")) {
+        fieldset.disabled = busy;
+      }
+      refreshSubmit();
+    }
+
+    async function load(action) {
       show("loading", "Loading…");
       try {
         await action();
@@ -231,7 +292,7 @@ const GATEWAY = "http://127.0.0.1:8080";
       }
     }
 
-    ui.category.addEventListener("change", () => step(async () => {
+    ui.category.addEventListener("change", () => load(async () => {
       fillSelect(ui.device, "—", []);
       fillSelect(ui.model, "—", []);
       fillSelect(ui.size, "—", []);
@@ -245,7 +306,7 @@ const GATEWAY = "http://127.0.0.1:8080";
         state.devices.map((d, i) => [String(i), d.brand.name + " " + d.name]));
     }));
 
-    ui.device.addEventListener("change", () => step(async () => {
+    ui.device.addEventListener("change", () => load(async () => {
       fillSelect(ui.model, "—", []);
       fillSelect(ui.size, "—", []);
       clearConditions();
@@ -253,12 +314,12 @@ const GATEWAY = "http://127.0.0.1:8080";
       if (!device) {
         return;
       }
-      state.models = await list(CATALOG + "/model-device/"
+      const models = await list(CATALOG + "/model-device/"
         + encodeURIComponent(device.brand.slug) + "/" + encodeURIComponent(device.slug));
-      fillSelect(ui.model, "Choose a model", state.models.map((m) => [m.slug, m.name]));
+      fillSelect(ui.model, "Choose a model", models.map((m) => [m.slug, m.name]));
     }));
 
-    ui.model.addEventListener("change", () => step(async () => {
+    ui.model.addEventListener("change", () => load(async () => {
       fillSelect(ui.size, "—", []);
       clearConditions();
       if (!ui.model.value) {
@@ -271,7 +332,7 @@ const GATEWAY = "http://127.0.0.1:8080";
       fillSelect(ui.size, "Choose storage", choices.map((c) => [c.slug, c.name]));
     }));
 
-    ui.size.addEventListener("change", () => step(async () => {
+    ui.size.addEventListener("change", () => load(async () => {
       clearConditions();
       if (!ui.size.value) {
         return;
@@ -284,11 +345,17 @@ const GATEWAY = "http://127.0.0.1:8080";
         "spec[size]": ui.size.value,
       }));
       state.productId = body.result.product.product_id;
+      state.productName = body.result.product.name || "";
+      ui.conditions.replaceChildren();
       for (const c of body.result.conditions) {
+        state.prices[c.id] = c.price;
         const radio = el("input", { type: "radio", name: "condition", value: String(c.id) });
         const terms = el("ul", {}, (c.terms.content || []).map((t) => el("li", { text: t })));
         ui.conditions.append(el("label", { class: "rw-condition" }, [
-          radio, el("strong", { text: c.name + " — $" + c.price }), terms,
+          radio,
+          el("span", { class: "rw-condition-name", text: c.name }),
+          el("span", { class: "rw-price", text: money(c.price) }),
+          terms,
         ]));
       }
       refreshSubmit();
@@ -296,8 +363,43 @@ const GATEWAY = "http://127.0.0.1:8080";
 
     ui.conditions.addEventListener("change", refreshSubmit);
 
+    function showOffer(result, condition) {
+      const conditionName = (ui.conditions.querySelector("input:checked + .rw-condition-name")
+        || {}).textContent || "";
+      ui.offer.replaceChildren(
+        el("div", { class: "rw-offer-mark", "aria-hidden": "true", text: "✓" }),
+        el("h2", { text: "Your offer is on its way" }),
+        el("p", { class: "rw-offer-price", text: money(state.prices[condition]) }),
+        el("p", { class: "rw-offer-device",
+          text: [state.productName, conditionName].filter(Boolean).join(" · ") }),
+        el("dl", { class: "rw-offer-ids" }, [
+          el("dt", { text: "Offer number" }),
+          el("dd", { "data-testid": "offer-id", text: String(result.offer_id) }),
+          el("dt", { text: "Box" }),
+          el("dd", { "data-testid": "box-id", text: String(result.box_id) }),
+        ]),
+        el("p", { text: "We have emailed " + ui.email.value.trim() + " a prepaid shipping "
+          + "label. Pack your device, write the box number on the parcel and drop it off." }),
+      );
+      const again = el("button", { type: "button", class: "rw-again",
+        text: "Trade in another device" });
+      again.addEventListener("click", () => {
+        ui.offer.hidden = true;
+        form.hidden = false;
+        show("idle", "");
+        ui.category.focus();
+      });
+      ui.offer.append(again);
+      ui.offer.dataset.offerId = String(result.offer_id);
+      form.hidden = true;
+      ui.offer.hidden = false;
+    }
+
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
+      if (state.busy) {
+        return;
+      }
       const missing = [
         [ui.firstName, "first name"], [ui.lastName, "last name"],
         [ui.email, "email"], [ui.payout, "payout method"],
@@ -306,39 +408,44 @@ const GATEWAY = "http://127.0.0.1:8080";
         show("invalid", "Please fill in your " + missing.join(", ") + ".");
         return;
       }
-      ui.submit.disabled = true;
+      const condition = selectedCondition();
+      const headers = { "Content-Type": "application/json" };
+      // IDEMPOTENCY-KEY: not sent yet. Once the gateway's CORS allows the
+      // Idempotency-Key request header on the mail-in route, make one key per
+      // checkout attempt (crypto.randomUUID()), keep it while that attempt is
+      // retried, and send it here:
+      //   headers["Idempotency-Key"] = attemptKey;
+      setBusy(true);
       show("loading", "Sending your offer…");
       try {
         const body = await call(MAIL_IN, {
           method: "POST",
-          headers: { "Content-Type": "application/json" },
+          headers: headers,
           body: JSON.stringify({
             first_name: ui.firstName.value.trim(),
             last_name: ui.lastName.value.trim(),
             email: ui.email.value.trim(),
             payout_method: ui.payout.value,
-            offer_detail: [{ product_id: state.productId, condition_id: selectedCondition() }],
+            offer_detail: [{ product_id: state.productId, condition_id: condition }],
             platform: "widget",
           }),
         });
-        const result = body.result;
-        show("success", "Thank you! Your offer number is " + result.offer_id
-          + " (box " + result.box_id + "). We'll email you a prepaid shipping label.");
-        ui.status.dataset.offerId = String(result.offer_id);
+        show("success", "");
+        showOffer(body.result, condition);
       } catch (err) {
         if (!(err instanceof GatewayError)) {
           throw err;
         }
         fail(err);
       } finally {
-        refreshSubmit();
+        setBusy(false);
       }
     });
 
-    step(async () => {
+    clearConditions();
+    load(async () => {
       const categories = await list(CATALOG + "/categories");
       fillSelect(ui.category, "Choose a category", categories.map((c) => [c.slug, c.name]));
-      ui.category.disabled = false;
     }).then(() => {
       root.dataset.ready = "true";
     });

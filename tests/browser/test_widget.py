@@ -1,22 +1,26 @@
 """The example widget in headless Chromium, through the real gateway, to the sandbox.
 
-A shopper completes a mail-in checkout; the sixth for one email within the
-hour is refused by the gateway (429 with Retry-After, shown as a wait time);
-a page served from an origin not on the allow-list gets nothing; and no
-request or response the browser sees carries a Reusely credential.
+A shopper completes a mail-in checkout and sees the offer; the sixth for one
+email within the hour is refused by the gateway (429 with Retry-After, shown
+as a wait time), and Reusely's own 429 (the sandbox's switch) reads the same;
+the button stays disabled while a checkout is in flight; a page served from
+an origin not on the allow-list gets nothing; and no request or response the
+browser sees carries a Reusely credential.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable, Iterator
+from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Error, Page, Request, expect
+from playwright.sync_api import Browser, Error, Page, Request, Route, expect
 
 from .conftest import Stack
 
@@ -24,6 +28,7 @@ pytestmark = pytest.mark.browser
 
 MAIL_IN = "/api/v3/public/offer/mail-in"
 CATEGORIES = "/api/v2/public/catalog/categories"
+LIMITED = "We have received several offer requests in a short time."
 FORBIDDEN_NAMES = ("x-api-key", "x-secret-key")
 
 
@@ -140,6 +145,20 @@ def choose_device(page: Page) -> None:
     page.get_by_role("radio", name=re.compile(r"^Good")).check()
 
 
+def fill_details(page: Page, email: str) -> None:
+    page.get_by_label("First name").fill("Ada")
+    page.get_by_label("Last name").fill("Lovelace")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Payout method").select_option("paypal")
+
+
+def another(page: Page) -> None:
+    """From the offer view back to the form, its values kept."""
+    page.get_by_role("button", name="Trade in another device").click()
+    expect(page.get_by_test_id("offer")).to_be_hidden()
+    expect(page.get_by_role("button", name="Get my offer")).to_be_enabled()
+
+
 def submit(page: Page) -> tuple[int, dict[str, str], Any]:
     """Click the button; the mail-in response's status, headers and JSON body."""
     status = page.get_by_test_id("status")
@@ -158,41 +177,54 @@ def test_checkout_works_and_the_sixth_for_one_email_in_an_hour_is_refused(
     page.goto(stack.page + "/")
     expect(page.locator("#reusely-trade-in")).to_have_attribute("data-ready", "true")
     expect(page.get_by_label("Category").locator("option")).to_have_count(3)
+    hint = page.get_by_test_id("conditions-hint")
+    expect(hint).to_contain_text("Choose your device and its storage")
+    page.screenshot(path=str(artifacts / "widget-start.png"), full_page=True)
     choose_device(page)
+    expect(hint).to_have_count(0)
     expect(page.get_by_role("radio")).to_have_count(3)
-    page.get_by_label("First name").fill("Ada")
-    page.get_by_label("Last name").fill("Lovelace")
-    page.get_by_label("Email").fill("shopper@example.com")
-    page.get_by_label("Payout method").select_option("paypal")
+    fill_details(page, "shopper@example.com")
+    expect(page.get_by_role("button", name="Get my offer")).to_contain_text("$315")
 
     status = page.get_by_test_id("status")
+    offer = page.get_by_test_id("offer")
     code, _, body = submit(page)
     assert code == 201, body
     offer_ids = [body["result"]["offer_id"]]
-    expect(status).to_have_attribute("data-state", "success")
-    expect(status).to_contain_text(f"Your offer number is {offer_ids[0]}")
+    # The offer replaces the filled form.
+    expect(offer).to_be_visible()
+    expect(page.locator("form")).to_be_hidden()
+    expect(page.get_by_test_id("offer-id")).to_have_text(str(offer_ids[0]))
+    expect(page.get_by_test_id("box-id")).to_have_text(body["result"]["box_id"])
+    expect(offer).to_contain_text("$315")
+    expect(offer).to_contain_text("iPhone 15 128 GB · Good")
     page.screenshot(path=str(artifacts / "checkout-success.png"), full_page=True)
 
     # Four more for the same address, spelled differently: the limit keys on
     # the trimmed, lower-cased email, at the gateway as at Reusely.
     for email in ("Shopper@Example.com", "SHOPPER@example.com", "shopper@EXAMPLE.COM"):
+        another(page)
         page.get_by_label("Email").fill(email)
         code, _, body = submit(page)
         assert code == 201, body
         offer_ids.append(body["result"]["offer_id"])
-        expect(status).to_contain_text(f"Your offer number is {offer_ids[-1]}")
+        expect(page.get_by_test_id("offer-id")).to_have_text(str(offer_ids[-1]))
+    another(page)
     page.get_by_label("Email").fill("  shopper@example.com ")
     code, _, body = submit(page)
     assert code == 201, body
     offer_ids.append(body["result"]["offer_id"])
     assert len(set(offer_ids)) == 5
 
+    another(page)
     code, headers, body = submit(page)
     assert code == 429
     assert body["error"]["code"] == "rate_limited", "refused by Reusely, not the gateway"
     retry_after = int(headers["retry-after"])
     assert 1 <= retry_after <= 3600
     expect(status).to_have_attribute("data-state", "limited")
+    expect(status).to_contain_text(LIMITED)
+    expect(offer).to_be_hidden()
     minutes = -(-retry_after // 60)
     expect(status).to_contain_text(
         f"try again in about {minutes} minutes" if retry_after >= 90 else "try again in"
@@ -203,7 +235,7 @@ def test_checkout_works_and_the_sixth_for_one_email_in_an_hour_is_refused(
     page.get_by_label("Email").fill("someone.else@example.com")
     code, _, body = submit(page)
     assert code == 201, body
-    expect(status).to_have_attribute("data-state", "success")
+    expect(offer).to_be_visible()
 
     records = traffic.records()
     save(records, artifacts, "checkout")
@@ -283,3 +315,74 @@ def test_a_checkout_from_an_origin_not_allowed_is_refused_before_reusely(
     )
     assert allowed.status_code == 204
     assert allowed.headers["access-control-allow-origin"] == stack.page
+
+
+def test_the_button_stays_disabled_while_a_checkout_is_in_flight(
+    stack: Stack, page: Page, traffic: Traffic, artifacts: Path
+) -> None:
+    held: list[Route] = []
+
+    def hold(route: Route) -> None:
+        if route.request.method == "POST":
+            held.append(route)  # answered below, once the page has been looked at
+        else:
+            route.continue_()
+
+    page.route(f"{stack.gateway}{MAIL_IN}", hold)
+    page.goto(stack.page + "/")
+    expect(page.locator("#reusely-trade-in")).to_have_attribute("data-ready", "true")
+    choose_device(page)
+    fill_details(page, "in.flight@example.com")
+    button = page.locator("button.rw-submit")
+    button.click()
+    expect(button).to_be_disabled()
+    expect(button).to_have_text("Sending…")
+    expect(page.get_by_test_id("status")).to_have_attribute("data-state", "loading")
+    # Nothing in the form can change under the request, and no second one goes out.
+    expect(page.get_by_role("radio", name=re.compile(r"^Flawless"))).to_be_disabled()
+    expect(page.get_by_label("Email")).to_be_disabled()
+    page.locator("form").dispatch_event("submit")
+    page.screenshot(path=str(artifacts / "checkout-in-flight.png"), full_page=True)
+    assert len(held) == 1
+    with page.expect_response(lambda r: r.url.endswith(MAIL_IN)) as info:
+        held[0].continue_()
+    assert info.value.status == 201
+    expect(page.get_by_test_id("offer")).to_be_visible()
+    expect(page.get_by_test_id("offer-id")).to_have_text(str(info.value.json()["result"]["offer_id"]))
+    posts = [r for r in traffic.requests if r.method == "POST" and r.url.endswith(MAIL_IN)]
+    assert len(posts) == 1
+    # Back to the form: enabled again, the shopper's details kept.
+    another(page)
+    expect(page.get_by_label("Email")).to_have_value("in.flight@example.com")
+
+
+@pytest.mark.parametrize("retry_after", ["seconds", "http-date"])
+def test_reuselys_own_429_reads_like_the_gateways(
+    stack: Stack, page: Page, artifacts: Path, retry_after: str
+) -> None:
+    # The sandbox answers the checkout with 429 as Reusely would; the gateway passes it
+    # on (or keeps it as a cooldown: 429 upstream_rate_limited). Either way the shopper
+    # reads the same sentence as for the gateway's own rate_limited.
+    header = "240" if retry_after == "seconds" else formatdate(time.time() + 240, usegmt=True)
+    switch = {"rate_limit": {"path_prefix": MAIL_IN, "retry_after": header}}
+    state = httpx.post(f"{stack.sandbox}/_sandbox/state", json=switch, trust_env=False)
+    assert state.status_code == 200, state.text
+    try:
+        page.goto(stack.page + "/")
+        expect(page.locator("#reusely-trade-in")).to_have_attribute("data-ready", "true")
+        choose_device(page)
+        fill_details(page, f"reusely.busy.{retry_after}@example.com")
+        status = page.get_by_test_id("status")
+        codes = set()
+        for _ in range(2):
+            code, _, body = submit(page)
+            assert code == 429, body
+            codes.add(body.get("error", {}).get("code", "reusely"))
+            expect(status).to_have_attribute("data-state", "limited")
+            expect(status).to_have_text(f"{LIMITED} Please try again in about 4 minutes.")
+            expect(page.get_by_test_id("offer")).to_be_hidden()
+            expect(page.get_by_role("button", name="Get my offer")).to_be_enabled()
+        assert codes <= {"reusely", "upstream_rate_limited"}, codes
+        page.screenshot(path=str(artifacts / f"reusely-429-{retry_after}.png"), full_page=True)
+    finally:
+        httpx.delete(f"{stack.sandbox}/_sandbox/state", trust_env=False).raise_for_status()

@@ -40,11 +40,31 @@ from deploy_support import (
 Render = Callable[[dict[str, Any] | None], Manifests]
 
 WITH_SECRET = {"credentials": {"existingSecret": "reusely-credentials"}}
+WITH_INGRESS = {
+    "ingress": {
+        "enabled": True,
+        "className": "nginx",
+        "annotations": {"cert-manager.io/cluster-issuer": "letsencrypt"},
+        "hosts": [
+            {
+                "host": "trade-in.shop.example.com",
+                "paths": [
+                    {"path": "/api/v2/public/catalog", "pathType": "Prefix"},
+                    {"path": "/api/v3/public/offer/mail-in", "pathType": "Exact"},
+                ],
+            }
+        ],
+        "tls": [{"secretName": "trade-in-tls", "hosts": ["trade-in.shop.example.com"]}],
+    }
+}
 VARIANTS = {
     "default": None,
     "with-secret": WITH_SECRET,
     "production": production_values(),
+    "ingress": WITH_INGRESS,
 }
+LIMIT_KEY_SECRET = f"{RELEASE}-reusely-gateway-limit-key"
+CHART_LIMIT_KEY_FILE = "/var/run/secrets/reusely-limit-key/limit-key-secret"
 GATEWAY_DRAIN_SECONDS = 30
 REDIS_MESSAGE = "needs a shared Redis for rate limits: set redis.url or redis.existingSecret"
 
@@ -185,7 +205,7 @@ def test_every_rendered_object_is_valid_for_kubernetes(render: Render, variant: 
 
 def test_default_and_production_render_the_expected_objects(render: Render) -> None:
     default = sorted(o["kind"] for o in render(None))
-    assert default == ["ConfigMap", "Deployment", "Pod", "Service", "ServiceAccount"]
+    assert default == ["ConfigMap", "Deployment", "Pod", "Secret", "Service", "ServiceAccount"]
     production = sorted(o["kind"] for o in render(production_values()))
     assert production == [
         "ConfigMap",
@@ -412,6 +432,7 @@ def test_credentials_are_mounted_files_from_the_existing_secret(render: Render) 
         "REUSELY_API_KEY_FILE": "/var/run/secrets/reusely/api-key",
         "REUSELY_TENANT_ID_FILE": "/var/run/secrets/reusely/tenant-id",
         "REUSELY_SECRET_KEY_FILE": "/var/run/secrets/reusely/secret-key",
+        "GATEWAY_LIMIT_KEY_SECRET_FILE": CHART_LIMIT_KEY_FILE,
     }
     assert not CREDENTIAL_ENV & set(env), "credentials must come as files only"
     volumes = {v["name"]: v for v in gateway_pod_spec(objects)["volumes"]}
@@ -443,16 +464,18 @@ def test_credential_key_names_are_configurable(render: Render) -> None:
     }
 
 
-def test_without_a_secret_no_credential_is_wired(render: Render) -> None:
+def test_without_a_secret_no_credential_is_wired_but_the_limit_key_is(render: Render) -> None:
     objects = render(None)
-    assert not [name for name in env_of(objects) if name.endswith("_FILE")]
+    files = [name for name in env_of(objects) if name.endswith("_FILE")]
+    assert files == ["GATEWAY_LIMIT_KEY_SECRET_FILE"]
     assert "credentials" not in {v["name"] for v in gateway_pod_spec(objects)["volumes"]}
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_no_secret_value_reaches_a_rendered_object(render: Render, variant: str) -> None:
     objects = render(VARIANTS[variant])
-    assert not by_kind(objects, "Secret")
+    # The only Secret is the chart's own random limit key, made when the user gives none.
+    assert [s["metadata"]["name"] for s in by_kind(objects, "Secret")] in ([], [LIMIT_KEY_SECRET])
     placeholders = [
         line.split("=", 1)[1]
         for line in (REPO / ".env.example").read_text().splitlines()

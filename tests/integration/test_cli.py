@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jsonschema
 import pytest
+import yaml
 
 from gateway import __version__
 from tests.support.gateway import CLI, KEYS, ROOT, ServedGateway, free_port, wait_for
@@ -278,6 +280,111 @@ def test_check_config_with_a_missing_file_exits_2(tmp_path):
     assert result.returncode == 2
     assert "absent.yaml" in result.stderr
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_a_missing_file_is_blamed_on_what_named_it(tmp_path):
+    result = run("check-config", "--config", "absent.yaml")
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"--config absent.yaml: cannot read {ROOT / 'absent.yaml'}: ")
+    absent = tmp_path / "absent.yaml"
+    result = run("check-config", env=clean_env(GATEWAY_CONFIG=str(absent)))
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"GATEWAY_CONFIG: cannot read {absent}: ")
+
+
+def test_check_config_says_where_values_come_from_and_never_a_password(tmp_path):
+    key_file = tmp_path / "api-key"
+    key_file.write_text(KEYS["REUSELY_API_KEY"] + "\n")
+    result = run("check-config", env=clean_env(
+        REUSELY_API_KEY_FILE=str(key_file), REUSELY_TENANT_ID_FILE=str(tmp_path / "nope"),
+        REUSELY_BASE_URL="https://gateway:hunter2-pass@api.example.com"))
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "upstream: https://***@api.example.com" in out
+    assert "hunter2-pass" not in out + result.stderr
+    assert KEYS["REUSELY_API_KEY"] not in out + result.stderr
+    assert f"  api_key from file {key_file}" in out.splitlines()
+    assert "limit key: derived from REUSELY_API_KEY" in out.splitlines()
+    warnings = [line for line in out.splitlines() if line.startswith("warning: ")]
+    assert "warning: credentials come from files and GATEWAY_LIMIT_KEY_SECRET is not set: " \
+        "a rotated API key would change the limit keys" in warnings
+    assert any(w.startswith("warning: credential tenant_id: REUSELY_TENANT_ID_FILE: cannot read")
+               for w in warnings)
+    assert len(warnings) == len(set(warnings))
+    assert out.splitlines()[-1].endswith(f", {len(warnings)} warning(s)")
+
+
+def test_the_running_gateway_logs_every_warning_check_config_prints(upstream, tmp_path):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY + EXTRA + ROUTE.format(name="shadowed", path="/b/x",
+                                                    credentials="api_key"))
+    gw = ServedGateway(policy, upstream.url,
+                       env={"REUSELY_MARKETPLACE_KEY_FILE": str(tmp_path / "nope")})
+    result = run("check-config", "--config", str(policy), env=gw.env)
+    assert result.returncode == 0, result.stderr
+    warnings = [line.removeprefix("warning: ") for line in result.stdout.splitlines()
+                if line.startswith("warning: ")]
+    for expected in ("routes[3] (shadowed): GET requests to /b/x are taken by routes[1]",
+                     "route extra is disabled: marketplace_key missing",
+                     "credential marketplace_key: REUSELY_MARKETPLACE_KEY_FILE: cannot read"):
+        assert any(w.startswith(expected) for w in warnings), (expected, warnings)
+    gw.start()
+    try:
+        logged = [json.loads(line) for line in gw.output().splitlines() if line.strip()]
+    finally:
+        gw.stop()
+    said = [line.get("message") for line in logged if line.get("level") == "warning"]
+    for warning in warnings:
+        assert said.count(warning) == 1, (warning, said)  # one worker: each once
+
+
+# -- schema ----------------------------------------------------------------------
+
+SCHEMA_FILE = ROOT / "config" / "policy.schema.json"
+SHIPPED = [ROOT / "config" / "gateway.yaml", ROOT / "gateway" / "default_policy.yaml",
+           ROOT / "examples" / "widget" / "gateway.yaml", *sorted((ROOT / "bench").glob("*.yaml"))]
+
+
+def schema_validator() -> jsonschema.Draft202012Validator:
+    result = run("schema")
+    assert result.returncode == 0, result.stderr
+    schema = json.loads(result.stdout)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    assert SCHEMA_FILE.read_text() == result.stdout, \
+        "the published schema is stale: reusely-gateway schema > config/policy.schema.json"
+    return jsonschema.Draft202012Validator(schema)
+
+
+def test_schema_prints_the_policy_schema_every_shipped_policy_passes():
+    validator = schema_validator()
+    hinted = 0
+    for path in SHIPPED:
+        text = path.read_text()
+        errors = [f"{list(e.absolute_path)}: {e.message}"
+                  for e in validator.iter_errors(yaml.safe_load(text))]
+        assert not errors, (path, errors)
+        hint = re.search(r"^# yaml-language-server: \$schema=(\S+)$", text, re.M)
+        if hint:  # an editor's hint must lead to the published schema
+            assert (path.parent / hint.group(1)).resolve() == SCHEMA_FILE.resolve(), path
+            hinted += 1
+    assert hinted >= 3
+
+
+def test_the_schema_refuses_a_misspelt_key_as_check_config_does(tmp_path):
+    validator = schema_validator()
+    data = yaml.safe_load((ROOT / "examples" / "widget" / "gateway.yaml").read_text())
+    data["routes"][1]["limts"] = data["routes"][1].pop("limits")
+    errors = list(validator.iter_errors(data))
+    assert len(errors) == 1 and "'limts' was unexpected" in errors[0].message
+    assert list(errors[0].absolute_path) == ["routes", 1]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(data))
+    result = run("check-config", "--config", str(bad), env=clean_env(**KEYS))
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "routes[1].limts: unknown key (known keys: name, path, methods, credentials, access, "
+        "cache_ttl, stale_if_error, stale_while_revalidate, idempotency, limits, timeout, "
+        "max_body_bytes, retries, on_error)"]
 
 
 # -- token new, --version ------------------------------------------------------

@@ -11,7 +11,7 @@ import pytest
 import redis
 from prometheus_client import CollectorRegistry
 
-from tests.support.gateway import InProcessGateway, raw_request
+from tests.support.gateway import InProcessGateway, raw_request, wait_for
 from tests.support.http import MAIL_IN, error_of, offer, sha, status_line
 from tests.support.redisserver import PrivateRedis
 
@@ -154,8 +154,10 @@ def test_a_known_client_refused_with_403_is_counted_under_its_name(http, start, 
     gw = start(CHECKOUT, registry=registry)
     r = http.get(gw.url + "/b/orders", headers={"authorization": f"Bearer {TOKEN}"})
     assert r.status_code == 403 and error_of(r) == "forbidden"
-    assert registry.get_sample_value("gateway_requests_total", {
-        "route": "orders", "method": "GET", "status": "403", "client": "narrow"}) == 1
+    # Counted once the answer is sent, so a moment after the caller may have read it.
+    wait_for(lambda: registry.get_sample_value("gateway_requests_total", {
+        "route": "orders", "method": "GET", "status": "403", "client": "narrow"}) == 1,
+        "the 403 to be counted")
     assert registry.get_sample_value("gateway_requests_total", {
         "route": "orders", "method": "GET", "status": "403", "client": "public"}) is None
 

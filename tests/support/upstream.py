@@ -14,6 +14,8 @@ with a small JSON body naming the path it saw):
     /hang              reads the request and never answers
     /cookie            answers with Set-Cookie and credential-named headers
     /retry-after/<v>   answers 429 with `Retry-After: <v>` (percent-decoded; "none": without)
+    /echo-key          answers with innocently named headers holding the x-api-key it
+                       received (`x-debug-auth: key=<it>`, `x-echo: <it>`), and `x-upstream: kept`
 """
 
 from __future__ import annotations
@@ -174,6 +176,10 @@ class Upstream:
                      b"x-secret-key: leaked-secret\r\nx-tenant-id: leaked-tenant\r\n"
                      b"x-marketplace-key: leaked-mkt\r\nconnection: x-hop\r\nx-hop: 1\r\n"
                      b"access-control-allow-origin: *\r\nx-upstream: kept\r\n")
+        if path == "/echo-key":
+            key = (self.received[-1].header("x-api-key") or "").encode("latin-1")
+            extra = (b"x-debug-auth: key=" + key + b"\r\nx-echo: " + key
+                     + b"\r\nx-upstream: kept\r\n")
         if status in (204, 304):  # no body, by definition
             writer.write(b"HTTP/1.1 %d X\r\n\r\n" % status)
             await writer.drain()

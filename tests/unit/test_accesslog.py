@@ -10,7 +10,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from gateway.accesslog import ACCESS_FIELDS, AccessLog, JsonFormatter, mask
+from gateway.accesslog import ACCESS_FIELDS, AccessLog
+from gateway.logsetup import JsonFormatter
+from gateway.redact import mask
 
 SECRETS = ("test-api-key-5f1c", "test-secret-key-9e2d")
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from gateway.sandbox import create_app
+from gateway.sandbox import SwitchError, create_app, parse_switches, switches_from_env
 
 API_KEY = "test-api-key-value"
 SECRET_KEY = "test-secret-key-value"
@@ -109,12 +109,12 @@ def test_admin_orders_filter_by_buyback_type(client: TestClient) -> None:
     assert [o["buyback_type"] for o in response.json()["result"]["data"]] == ["mail-in"]
 
 
-def test_the_secret_key_alone_opens_no_admin_path_beyond_the_known_one(
-    client: TestClient,
-) -> None:
+def test_the_secret_key_opens_no_admin_path_beyond_the_known_ones(client: TestClient) -> None:
     headers = {**KEYS, "x-secret-key": SECRET_KEY}
-    response = client.get("/api/v2/admin/pricing", headers=headers)
-    assert response.status_code == 404
+    for path in ("/api/v2/admin/customers", "/api/v2/admin/products/1", "/api/v2/admin/"):
+        assert client.get(path, headers=headers).status_code == 404
+    assert client.get("/api/v2/admin/pricing", headers=headers).status_code == 405
+    assert client.delete("/api/v2/admin/orders", headers=headers).status_code == 405
 
 
 # --- catalog ------------------------------------------------------------------
@@ -291,6 +291,7 @@ def test_mail_in_allows_five_per_hour_per_email_then_429(
     refused = client.post(MAIL_IN, headers=KEYS, json=offer(email="  ada@EXAMPLE.com"))
     assert refused.status_code == 429
     assert refused.json() == {"status_code": 429, "message": "Too many requests for this email"}
+    assert refused.headers["retry-after"] == "3600"
     other = client.post(MAIL_IN, headers=KEYS, json=offer(email="bob@example.com"))
     assert other.status_code == 201
 
@@ -333,3 +334,279 @@ def test_unauthenticated_checkouts_do_not_count(client: TestClient) -> None:
 def test_no_debug_endpoints(client: TestClient) -> None:
     for path in ("/__sandbox/requests", "/", "/docs", "/openapi.json"):
         assert client.get(path, headers=KEYS).status_code == 404
+
+
+def test_mail_in_429_says_in_whole_seconds_when_the_oldest_slot_frees(
+    client: TestClient, clock: FakeClock
+) -> None:
+    for step in (0.0, 100.0, 100.0, 100.0, 100.0):
+        clock.now += step
+        assert client.post(MAIL_IN, headers=KEYS, json=offer()).status_code == 201
+    clock.now += 0.5  # 400.5 s after the first: it frees in 3199.5 s, said as 3200
+    refused = client.post(MAIL_IN, headers=KEYS, json=offer())
+    assert refused.status_code == 429
+    assert refused.headers["retry-after"] == "3200"
+    clock.now += 3199.25  # 0.25 s left: at least 1
+    refused = client.post(MAIL_IN, headers=KEYS, json=offer())
+    assert refused.headers["retry-after"] == "1"
+    clock.now += 0.25
+    assert client.post(MAIL_IN, headers=KEYS, json=offer()).status_code == 201
+
+
+# --- offer from a lead ------------------------------------------------------------
+
+LEAD = "eyJpdiI6InNhbmRib3gtbGVhZC0xIn0"
+
+
+def from_lead(buyback_type: str = "mail-in") -> str:
+    return f"/api/v3/public/offer/{buyback_type}/from-lead"
+
+
+def lead_body(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"offer_id": LEAD, "address": "1 Main St", "payout_method": "paypal"}
+    body.update(overrides)
+    return {k: v for k, v in body.items() if v is not ...}
+
+
+@pytest.mark.parametrize(("kind", "normalised"), [("mail-in", "mail-in"), ("1", "mail-in"),
+                                                  ("in-store", "in-store"), ("2", "in-store")])
+def test_a_demo_lead_becomes_an_offer(client: TestClient, kind: str, normalised: str) -> None:
+    response = client.post(from_lead(kind), headers=KEYS, json=lead_body(country="US"))
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status_code"] == 200
+    result = body["result"]
+    assert result["offer_id"] == 7001
+    assert result["box_id"] == "BOX-7001"
+    assert result["buyback_type"] == normalised
+    assert result["auth_token"]
+    assert_no_credentials(response.text)
+
+
+def test_from_lead_refuses_unknown_leads_types_and_bad_fields(client: TestClient) -> None:
+    assert client.post(from_lead("pickup"), headers=KEYS, json=lead_body()).status_code == 404
+    unknown = client.post(from_lead(), headers=KEYS, json=lead_body(offer_id="nope"))
+    assert unknown.status_code == 404
+    assert unknown.json()["message"] == "Lead not found."
+    cases = [({"address": ...}, "address"), ({"offer_id": 5}, "offer_id"),
+             ({"payout_method": " "}, "payout_method"), ({"country": "usa"}, "country"),
+             ({"city": 3}, "city"), ({"phone": "12"}, "phone")]
+    for overrides, field in cases:
+        response = client.post(from_lead(), headers=KEYS, json=lead_body(**overrides))
+        assert response.status_code == 400, overrides
+        assert field in response.json()["errors"]
+    assert client.post(from_lead(), headers=KEYS, content=b"[]").status_code == 400
+    assert client.post(from_lead(), json=lead_body()).status_code == 401
+
+
+# --- admin pricing ----------------------------------------------------------------
+
+ADMIN = {**KEYS, "x-secret-key": SECRET_KEY}
+PRICING = "/api/v2/admin/pricing"
+
+
+def test_product_pricing_lists_each_condition_price(client: TestClient) -> None:
+    response = client.get("/api/v2/admin/products/2/pricing", headers=ADMIN)
+    assert response.status_code == 200
+    result = response.json()["result"]
+    assert result["product_id"] == 2
+    assert result["name"] == "iPhone 15 256 GB"
+    assert [(p["name"], p["price"], p["is_custom_price"]) for p in result["pricing"]] == [
+        ("Flawless", 480, False), ("Good", 360, False), ("Broken", 144, False)]
+    for path in ("/api/v2/admin/products/99/pricing", "/api/v2/admin/products/x/pricing"):
+        assert client.get(path, headers=ADMIN).status_code == 404
+    assert client.get("/api/v2/admin/products/2/pricing", headers=KEYS).status_code == 401
+
+
+def test_a_price_set_by_an_admin_is_what_the_catalog_shows(client: TestClient) -> None:
+    body = {"product_id": 2, "conditions": [{"name": "good", "price": 399.5,
+                                             "is_custom_price": True}]}
+    response = client.post(PRICING, headers=ADMIN, json=body)
+    assert response.status_code == 200
+    pricing = {p["name"]: p for p in response.json()["result"]["pricing"]}
+    assert pricing["Good"] == {"condition_id": 2, "name": "Good", "price": 399.5,
+                               "is_custom_price": True}
+    assert pricing["Flawless"]["is_custom_price"] is False
+    query = "brand=apple&spec[model]=iphone-15&spec[size]=256gb"
+    conditions = client.get(f"{CATALOG}/condition?{query}", headers=KEYS).json()["result"]
+    assert {c["name"]: c["price"] for c in conditions["conditions"]}["Good"] == 399.5
+    again = client.get("/api/v2/admin/products/2/pricing", headers=ADMIN).json()["result"]
+    assert again["pricing"][1]["price"] == 399.5
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"conditions": [{"name": "Good", "price": 1}]}, "product_id"),
+        ({"product_id": 99, "conditions": [{"name": "Good", "price": 1}]}, "product_id"),
+        ({"product_id": True, "conditions": [{"name": "Good", "price": 1}]}, "product_id"),
+        ({"product_id": 1, "conditions": []}, "conditions"),
+        ({"product_id": 1, "conditions": ["Good"]}, "conditions.0"),
+        ({"product_id": 1, "conditions": [{"name": "Mint", "price": 1}]}, "conditions.0.name"),
+        ({"product_id": 1, "conditions": [{"name": "Good", "price": -1}]}, "conditions.0.price"),
+        ({"product_id": 1, "conditions": [{"name": "Good", "price": "9"}]}, "conditions.0.price"),
+        ({"product_id": 1, "conditions": [{"name": "Good", "price": 9, "is_custom_price": 1}]},
+         "conditions.0.is_custom_price"),
+    ],
+)
+def test_pricing_validation_names_the_field_and_changes_nothing(
+    client: TestClient, body: dict[str, Any], field: str
+) -> None:
+    response = client.post(PRICING, headers=ADMIN, json=body)
+    assert response.status_code == 400
+    assert field in response.json()["errors"]
+    result = client.get("/api/v2/admin/products/1/pricing", headers=ADMIN).json()["result"]
+    assert not any(p["is_custom_price"] for p in result["pricing"])
+
+
+def test_prices_belong_to_one_app_instance(client: TestClient) -> None:
+    body = {"product_id": 1, "conditions": [{"name": "Broken", "price": 1}]}
+    assert client.post(PRICING, headers=ADMIN, json=body).status_code == 200
+    other = TestClient(create_app(api_key=API_KEY, secret_key=SECRET_KEY))
+    result = other.get("/api/v2/admin/products/1/pricing", headers=ADMIN).json()["result"]
+    assert result["pricing"][2]["price"] == 126
+
+
+# --- switches: Reusely on a bad day ------------------------------------------------
+
+STATE = "/_sandbox/state"
+UNAUTHENTICATED = {"status_code": 401, "message": "Unauthenticated."}
+EVERYWHERE = [("GET", f"{CATALOG}/categories"), ("POST", MAIL_IN), ("GET", "/api/v2/admin/orders"),
+              ("POST", from_lead()), ("GET", "/nope")]
+
+
+def test_switches_start_off_and_the_state_shows_them(client: TestClient) -> None:
+    response = client.get(STATE)
+    assert response.status_code == 200
+    assert response.json() == {"lapsed": False, "accept_api_key": None, "rate_limit": None}
+
+
+def test_a_lapsed_subscription_gets_401_everywhere_until_reset(client: TestClient) -> None:
+    response = client.post(STATE, json={"lapsed": True})
+    assert response.status_code == 200
+    assert response.json()["lapsed"] is True
+    for method, path in EVERYWHERE:
+        refused = client.request(method, path, headers=ADMIN, json=offer())
+        assert refused.status_code == 401, path
+        assert refused.json() == UNAUTHENTICATED
+    # A refused checkout is not counted against the email.
+    assert client.delete(STATE).json()["lapsed"] is False
+    for _ in range(5):
+        assert client.post(MAIL_IN, headers=KEYS, json=offer()).status_code == 201
+
+
+def test_a_regenerated_key_is_the_only_one_accepted(client: TestClient) -> None:
+    response = client.post(STATE, json={"accept_api_key": "the-new-key"})
+    assert response.json()["accept_api_key"] == "set"
+    assert "the-new-key" not in response.text
+    old = client.get(f"{CATALOG}/categories", headers=KEYS)
+    assert old.status_code == 401
+    assert old.json() == UNAUTHENTICATED
+    new = client.get(f"{CATALOG}/categories", headers={"x-api-key": "the-new-key"})
+    assert new.status_code == 200
+    admin = {"x-api-key": "the-new-key", "x-secret-key": SECRET_KEY}
+    assert client.get("/api/v2/admin/orders", headers=admin).status_code == 200
+    assert client.get("/api/v2/admin/orders", headers={"x-api-key": "the-new-key"}).status_code \
+        == 401
+    client.post(STATE, json={})
+    assert client.get(f"{CATALOG}/categories", headers=KEYS).status_code == 200
+
+
+@pytest.mark.parametrize("retry_after", [30, "30", "Wed, 21 Oct 2037 07:28:00 GMT"])
+def test_rate_limit_on_a_path_prefix_answers_429_with_retry_after(
+    client: TestClient, retry_after: int | str
+) -> None:
+    switch = {"rate_limit": {"path_prefix": MAIL_IN, "retry_after": retry_after}}
+    shown = client.post(STATE, json=switch).json()["rate_limit"]
+    assert shown == {"path_prefix": MAIL_IN, "retry_after": str(retry_after)}
+    refused = client.post(MAIL_IN, headers=KEYS, json=offer())
+    assert refused.status_code == 429
+    assert refused.json() == {"status_code": 429, "message": "Too Many Attempts."}
+    assert refused.headers["retry-after"] == str(retry_after)
+    assert client.get(f"{CATALOG}/categories", headers=KEYS).status_code == 200
+    # Keys are still checked first, as Reusely would.
+    assert client.post(MAIL_IN, json=offer()).status_code == 401
+    client.delete(STATE)
+    assert client.post(MAIL_IN, headers=KEYS, json=offer()).status_code == 201
+
+
+def test_rate_limit_on_every_path_and_without_retry_after(client: TestClient) -> None:
+    client.post(STATE, json={"rate_limit": {}})
+    for method, path in EVERYWHERE:
+        refused = client.request(method, path, headers=ADMIN, json=offer())
+        assert refused.status_code == 429, path
+        assert "retry-after" not in refused.headers
+    assert client.get(STATE).status_code == 200  # the switch itself is never limited
+
+
+def test_posting_the_state_replaces_every_switch(client: TestClient) -> None:
+    client.post(STATE, json={"lapsed": True, "rate_limit": {"retry_after": 5}})
+    state = client.post(STATE, json={"rate_limit": {"path_prefix": "/api/v2/"}}).json()
+    assert state == {"lapsed": False, "accept_api_key": None,
+                     "rate_limit": {"path_prefix": "/api/v2/", "retry_after": None}}
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"lapsed": "yes"}, "lapsed"),
+        ({"accept_api_key": ""}, "accept_api_key"),
+        ({"accept_api_key": "a\nb"}, "accept_api_key"),
+        ({"rate_limit": "on"}, "rate_limit"),
+        ({"rate_limit": {"path_prefix": "api"}}, "rate_limit.path_prefix"),
+        ({"rate_limit": {"retry_after": -1}}, "rate_limit.retry_after"),
+        ({"rate_limit": {"retry_after": "soon"}}, "rate_limit.retry_after"),
+        ({"rate_limit": {"retry_after": 1.5}}, "rate_limit.retry_after"),
+        ({"rate_limit": {"retry_after": True}}, "rate_limit.retry_after"),
+        ({"rate_limit": {"prefix": "/"}}, "rate_limit"),
+        ({"lapse": True}, "body"),
+    ],
+)
+def test_bad_switches_are_refused_and_change_nothing(
+    client: TestClient, body: dict[str, Any], field: str
+) -> None:
+    client.post(STATE, json={"lapsed": True})
+    response = client.post(STATE, json=body)
+    assert response.status_code == 400
+    assert field in response.json()["errors"]
+    assert client.get(STATE).json()["lapsed"] is True
+    for content in (b"[]", b"{", b"\xff"):
+        assert client.post(STATE, content=content).status_code == 400
+
+
+def test_the_switch_endpoint_refuses_anything_that_came_through_a_proxy(
+    client: TestClient,
+) -> None:
+    for headers in ({"x-forwarded-for": "127.0.0.1"}, {"forwarded": "for=127.0.0.1"}):
+        assert client.post(STATE, headers=headers, json={"lapsed": True}).status_code == 404
+        assert client.get(STATE, headers=headers).status_code == 404
+    assert client.get(STATE).json()["lapsed"] is False
+    assert client.put(STATE, json={}).status_code == 405
+
+
+def test_switches_can_be_set_at_start_from_the_environment() -> None:
+    env = {"SANDBOX_LAPSED": "true", "SANDBOX_ACCEPT_API_KEY": "k2",
+           "SANDBOX_RATE_LIMIT": "/api/v3/", "SANDBOX_RETRY_AFTER": "Wed, 21 Oct 2037 07:28:00 GMT"}
+    switches = switches_from_env(env)
+    assert switches == parse_switches({"lapsed": True, "accept_api_key": "k2", "rate_limit": {
+        "path_prefix": "/api/v3/", "retry_after": "Wed, 21 Oct 2037 07:28:00 GMT"}})
+    assert switches_from_env({}) == parse_switches({})
+    assert switches_from_env({"SANDBOX_LAPSED": "0", "SANDBOX_RATE_LIMIT": "/"}) == \
+        parse_switches({"rate_limit": {"path_prefix": "/", "retry_after": None}})
+    limited = switches_from_env({"SANDBOX_RATE_LIMIT": "/", "SANDBOX_RETRY_AFTER": "7"})
+    app = create_app(api_key=API_KEY, secret_key=SECRET_KEY, switches=limited)
+    refused = TestClient(app).get(f"{CATALOG}/categories", headers=KEYS)
+    assert refused.status_code == 429
+    assert refused.headers["retry-after"] == "7"
+
+
+@pytest.mark.parametrize(
+    "env",
+    [{"SANDBOX_LAPSED": "maybe"}, {"SANDBOX_RETRY_AFTER": "5"},
+     {"SANDBOX_RATE_LIMIT": "api"}, {"SANDBOX_RATE_LIMIT": "/", "SANDBOX_RETRY_AFTER": "-5"}],
+)
+def test_bad_switch_environment_is_a_clear_error(env: dict[str, str]) -> None:
+    with pytest.raises(SwitchError) as info:
+        switches_from_env(env)
+    assert str(info.value)
+    assert "Traceback" not in str(info.value)

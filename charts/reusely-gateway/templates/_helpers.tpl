@@ -96,3 +96,24 @@ jobLabel): app.kubernetes.io/name, i.e. job="reusely-gateway", which the alert
 rules and the dashboard select on.
 */}}
 {{- define "reusely-gateway.jobLabelKey" -}}app.kubernetes.io/name{{- end }}
+
+{{/*
+The HMAC key hiding emails and phones in Redis (GATEWAY_LIMIT_KEY_SECRET_FILE) is
+always a dedicated secret. "userLimitKey" is non-empty when the user's credentials
+Secret holds it (credentials.existingSecret and credentials.keys.limitKeySecret);
+otherwise the chart keeps one of its own in the Secret named by "limitKeySecretName".
+*/}}
+{{- define "reusely-gateway.userLimitKey" -}}
+{{- if and .Values.credentials.existingSecret .Values.credentials.keys.limitKeySecret }}true{{- end }}
+{{- end }}
+{{- define "reusely-gateway.limitKeySecretName" -}}
+{{- printf "%s-limit-key" (include "reusely-gateway.fullname" . | trunc 53 | trimSuffix "-") }}
+{{- end }}
+{{- define "reusely-gateway.limitKeyMountPath" -}}/var/run/secrets/reusely-limit-key{{- end }}
+{{- define "reusely-gateway.limitKeyFile" -}}
+{{- if include "reusely-gateway.userLimitKey" . }}
+{{- printf "%s/%s" .Values.credentials.mountPath .Values.credentials.keys.limitKeySecret }}
+{{- else }}
+{{- printf "%s/limit-key-secret" (include "reusely-gateway.limitKeyMountPath" .) }}
+{{- end }}
+{{- end }}
