@@ -1,6 +1,10 @@
-"""Who is calling: the Origin allow-list of public routes and bearer tokens.
+"""Who is calling: a bearer token -> `Caller`, and whether it may call a route.
 
-Plain values in, a `Caller` (or a GatewayError) out; no Starlette here.
+Public routes need no token; a token that is sent must be valid (401
+otherwise) and makes its client the caller, so quotas, metrics and logs name
+it. Internal routes need a valid token whose client lists the route (401
+without one, 403 when the client lacks the route). The Origin rules of public
+routes are `cors`'s.
 """
 
 from __future__ import annotations
@@ -8,15 +12,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from gateway.config import Client, Cors, Route
-from gateway.credentials import TokenTable
-from gateway.errors import Forbidden, OriginNotAllowed, Unauthorized
+from gateway.config import Client, Route
+from gateway.errors import Forbidden, Unauthorized
+from gateway.tokens import TokenTable
 
-_BEARER = re.compile(r"^[Bb][Ee][Aa][Rr][Ee][Rr] ([A-Za-z0-9\-._~+/]+=*)$")
-_ORIGIN = re.compile(r"^(https?)://([a-z0-9.-]+|\[[0-9a-f:]+\])(?::(\d{1,5}))?$")
+_BEARER = re.compile(rb"^[Bb][Ee][Aa][Rr][Ee][Rr] ([A-Za-z0-9\-._~+/]+=*)$")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Caller:
     name: str  # the client's name, or "public"
     client: Client | None = None
@@ -25,91 +28,30 @@ class Caller:
 PUBLIC = Caller("public")
 
 
-class OriginPolicy:
-    """Exact origins and `scheme://*.suffix[:port]` wildcards, precomputed once."""
-
-    def __init__(self, cors: Cors) -> None:
-        self.any = "*" in cors.allow_origins
-        self._exact = frozenset(o for o in cors.allow_origins if "*" not in o)
-        self._wild: list[tuple[str, str, str | None]] = []
-        for origin in cors.allow_origins:
-            if origin.startswith(("http://*.", "https://*.")):
-                scheme, rest = origin.split("://*", 1)
-                host, _, port = rest.partition(":")
-                self._wild.append((scheme, host, port or None))
-
-    def allows(self, origin: str) -> bool:
-        origin = origin.lower()
-        if self.any or origin in self._exact:
-            return True
-        if not self._wild:
-            return False
-        parsed = _ORIGIN.match(origin)
-        if parsed is None:
-            return False
-        scheme, host, port = parsed.groups()
-        for w_scheme, w_suffix, w_port in self._wild:
-            if (scheme == w_scheme and port == w_port and host.endswith(w_suffix)
-                    and len(host) > len(w_suffix) and not host.startswith(".")):
-                return True
-        return False
-
-
 class Access:
-    def __init__(self, cors: Cors, tokens: TokenTable) -> None:
-        self.origins = OriginPolicy(cors)
+    def __init__(self, tokens: TokenTable) -> None:
         self._tokens = tokens
 
-    def identify(self, route: Route, *, authorization: str | None, origin: str | None) -> Caller:
-        """The caller of `route`, or 401 / 403.
-
-        Public routes: the Origin, when sent, must be allowed; a token, when
-        sent, must be valid, and makes its client the caller. Internal routes: a
-        valid token is required, and its client must list the route.
-        """
-        if route.access == "public" and origin is not None and not self.origins.allows(origin):
-            raise OriginNotAllowed()
+    def caller(self, authorization: bytes | None) -> Caller:
+        """The caller named by an `Authorization` header: nobody (public), a client, or 401."""
         if authorization is None:
-            if route.access == "public":
-                return PUBLIC
-            raise Unauthorized()
-        client = self._client(authorization)
-        if route.access == "internal" and not client.allows(route.name):
-            raise Forbidden()
-        # On a public route the token only says who is calling (quotas, metrics,
-        # logs): refusing it there would refuse what the same request without
-        # the token gets.
+            return PUBLIC
+        match = _BEARER.match(authorization)
+        client = self._tokens.lookup(match.group(1).decode("ascii")) if match else None
+        if client is None:
+            raise Unauthorized()  # one answer for malformed and unknown tokens alike
         return Caller(client.name, client)
 
-    def _client(self, authorization: str) -> Client:
-        match = _BEARER.match(authorization)
-        client = self._tokens.lookup(match.group(1)) if match else None
-        if client is None:
-            # One answer for missing, malformed and unknown tokens alike.
+    @staticmethod
+    def authorize(route: Route, caller: Caller) -> None:
+        """401 or 403 unless `caller` may call `route`.
+
+        On a public route a token only says who is calling: refusing it there
+        would refuse what the same request without the token gets.
+        """
+        if route.access == "public":
+            return
+        if caller.client is None:
             raise Unauthorized()
-        return client
-
-
-EXPOSE_HEADERS = ("Retry-After, X-Request-ID, X-RateLimit-Limit, X-RateLimit-Remaining, "
-                  "X-RateLimit-Reset, RateLimit, RateLimit-Policy")
-ALLOW_HEADERS = "content-type, x-request-id"
-
-
-def cors_headers(origin: str) -> list[tuple[bytes, bytes]]:
-    """Headers on an actual response to an allowed origin."""
-    return [
-        (b"access-control-allow-origin", origin.encode("latin-1")),
-        (b"vary", b"Origin"),
-        (b"access-control-expose-headers", EXPOSE_HEADERS.encode()),
-    ]
-
-
-def preflight_headers(origin: str, route: Route, max_age: int) -> list[tuple[bytes, bytes]]:
-    """Headers of the gateway's own 204 answer to a preflight from an allowed origin."""
-    return [
-        (b"access-control-allow-origin", origin.encode("latin-1")),
-        (b"access-control-allow-methods", ", ".join(route.methods).encode()),
-        (b"access-control-allow-headers", ALLOW_HEADERS.encode()),
-        (b"access-control-max-age", str(max_age).encode()),
-        (b"vary", b"Origin, Access-Control-Request-Method, Access-Control-Request-Headers"),
-    ]
+        if not caller.client.allows(route.name):
+            raise Forbidden()

@@ -1,19 +1,28 @@
 """`create_app(settings)`: the gateway as one ASGI application.
 
-The request path is plain calls in one place, in this order:
+The request path is plain calls in one place (`Gateway._handle`), the cheap
+refusals first and the body last:
 
-    check_path / routes.match      400 invalid_path, 404, 405
-    access.identify                401, 403 (and CORS preflight answered here)
-    credentials.headers_for        503 credential_not_configured
-    read body (body-keyed routes)  413, 400 invalid_body
-    limiter.check                  429, 503 rate_limiter_unavailable
-    upstream.send + stream         502, 504; Reusely's answer streams back
+    health                          /healthz, /readyz: never routed
+    routes.match                    400 invalid_path, 404, 405
+    cors                            a preflight answered (204 / 403); 403 origin_not_allowed
+    access.caller, .authorize       401, 403
+    credentials.headers_for         503 credential_not_configured
+    idempotency.claim               a replay, 409, 422, 400 (routes with `idempotency`)
+    forwarding.resolve              the caller's address; X-Forwarded-* to send
+    limits.cheap                    429 before a body-keyed route's body is read
+    body                            413, 415, 400 invalid_body
+    limits.full                     429 (ours, or Reusely's cooldown), 503
+    forwarder.forward               the cache, Reusely's answer and what it means (forward.py)
+
+Every answer is written by `respond.Reply`; every refusal is a GatewayError
+raised by the module that owns the rule and answered once, in `_http`, which
+also times the request and writes its metrics and access line. Anything else
+is answered by the last-resort handler with the same JSON shape.
 
 The application is a plain ASGI callable rather than a Starlette router:
 every microsecond here is paid by every widget request (see bench/), and a
 proxy needs none of the router's features. Starlette supplies the path syntax.
-Errors are GatewayErrors raised by the modules above and rendered once here;
-anything else is answered by the last-resort handler with the same JSON shape.
 """
 
 from __future__ import annotations
@@ -25,73 +34,75 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 from limits.aio.storage import Storage
 from prometheus_client import CollectorRegistry
 
-from gateway import __version__
-from gateway.access import Access, cors_headers, preflight_headers
+from gateway import __version__, body
+from gateway.access import Access, Caller
 from gateway.accesslog import AccessLog
-from gateway.cache import ResponseCache, cacheable
-from gateway.config import LimitRule, Route, Settings
-from gateway.credentials import CredentialSet, TokenTable, status_of
+from gateway.cache import ResponseCache
+from gateway.config import Route, Settings
+from gateway.cooldown import Cooldowns
+from gateway.cors import CorsPolicy
+from gateway.credentials import CredentialSet, status_of
 from gateway.environment import load_settings
 from gateway.errors import (
     ClientDisconnected,
     ConfigError,
     CredentialNotConfigured,
     GatewayError,
+    Headers,
     InternalError,
-    OriginNotAllowed,
-    PayloadTooLarge,
+    RateLimited,
+    RateLimiterUnavailable,
+    StoreError,
     UpstreamTimeout,
     UpstreamUnavailable,
-    render,
 )
+from gateway.exchange import Exchange
+from gateway.forward import Forwarder, Outgoing
 from gateway.forwarding import Forwarding
 from gateway.headers import clean_request_headers
+from gateway.health import PATHS as HEALTH
+from gateway.health import Health
+from gateway.idempotency import Claim, Idempotency, Replay, fingerprint
+from gateway.limiter import LimitCheck, Limiter
+from gateway.limitkeys import LimitKeys
 from gateway.logsetup import hide_in_logs
 from gateway.metrics import Metrics, method_label
-from gateway.ratelimit import Decision, Limiter, body_values, create_storage
-from gateway.respond import (
-    Exchange,
-    Receive,
-    Scope,
-    Send,
-    read_body,
-    send_and_cache,
-    send_cached,
-    send_empty,
-    stream,
-    stream_body,
-)
+from gateway.respond import Receive, Reply, Scope, Send
 from gateway.routing import RouteTable, check_path
-from gateway.upstream import Upstream, ascii_target
+from gateway.store import Store
+from gateway.tokens import TokenTable
+from gateway.upstream import Transport, Upstream, ascii_target
 
 log = logging.getLogger("gateway")
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._-]{1,128}$")
-_JSON = (b"content-type", b"application/json")
 
 
 class Gateway:
     def __init__(self, settings: Settings, *, registry: CollectorRegistry | None = None,
-                 transport: httpx.AsyncBaseTransport | None = None,
-                 storage: Storage | None = None) -> None:
+                 transport: Transport | None = None, storage: Storage | None = None) -> None:
         policy = settings.policy
         self.settings = settings
-        self.routes = RouteTable(policy.routes)
-        self.credentials = CredentialSet(settings.credentials, policy.routes)
-        self.access = Access(policy.cors, TokenTable(policy.clients))
-        self.forwarding = Forwarding(policy.limits.trusted_proxies)
         self.metrics = Metrics(registry or CollectorRegistry(), version=__version__)
         self.access_log = AccessLog()
-        self.cache = ResponseCache()
-        self._transport = transport
-        self._storage = storage
-        self.upstream: Upstream | None = None
-        self.limiter: Limiter | None = None
-        self.ready = False
-        self._no_client_rules: tuple[LimitRule, ...] = ()
+        self.routes = RouteTable(policy.routes)
+        self.cors = CorsPolicy(policy.cors, policy.routes)
+        self.access = Access(TokenTable(policy.clients))
+        self.credentials = CredentialSet(settings.credentials, policy.routes)
+        self.forwarding = Forwarding(policy.limits.trusted_proxies)
+        self.store = Store(settings.redis_url, budget=policy.limits.timeout, storage=storage)
+        keys = LimitKeys(settings.limit_key)
+        self.limiter = Limiter(settings, self.store, keys, self.metrics)
+        self.cooldowns = Cooldowns(settings, self.store, keys, self.metrics)
+        self.idempotency = Idempotency(self.store, keys)
+        self.health = Health(settings, self.store)
+        secret_values = tuple(s.reveal().encode("latin-1")
+                              for s in settings.credentials.values() if s is not None)
+        self.upstream = Upstream(settings, transport=transport)
+        self.forwarder = Forwarder(self.upstream, self.cooldowns, ResponseCache(), self.metrics,
+                                   secret_values)
 
     # -- ASGI ---------------------------------------------------------------
 
@@ -107,23 +118,16 @@ class Gateway:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                try:
-                    await self.startup()
-                except Exception as exc:  # noqa: BLE001 - reported without a traceback
-                    await send({"type": "lifespan.startup.failed",
-                                "message": f"{type(exc).__name__}: {exc}"})
-                    return
+                self.startup()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def startup(self) -> None:
+    def startup(self) -> None:
         settings = self.settings
-        self.upstream = Upstream(settings, transport=self._transport)
-        storage = self._storage or create_storage(settings)
-        self.limiter = Limiter(settings, storage, secret=settings.limit_key)
+        self.cooldowns.begin_polling()
         for warning in settings.warnings:
             log.warning("%s", warning)
         enabled = [r.name for r in settings.policy.routes if r.name not in settings.disabled_routes]
@@ -132,14 +136,13 @@ class Gateway:
                  __version__, len(settings.policy.routes), len(settings.policy.clients),
                  ", ".join(f"{k} {v}" for k, v in status_of(settings.credentials).items()),
                  settings.base_url_display)
-        self.ready = True
+        self.health.ready = True
 
     async def shutdown(self) -> None:
-        self.ready = False
-        if self.upstream is not None:
-            await self.upstream.aclose()
-        if self.limiter is not None:
-            await self.limiter.aclose()
+        self.health.ready = False
+        await self.upstream.aclose()
+        await self.cooldowns.aclose()
+        await self.store.aclose()
 
     # -- one request --------------------------------------------------------
 
@@ -150,14 +153,15 @@ class Gateway:
         request_id = sent_id if sent_id and _REQUEST_ID.match(sent_id) else os.urandom(16).hex(
         ).encode()
         ex = Exchange(request_id, scope["method"], scope["path"])
+        reply = Reply(send, ex)
         self.metrics.in_flight.inc()
         try:
-            await self._handle(scope, headers, receive, send, ex)
+            await self._handle(scope, headers, receive, reply)
         except GatewayError as exc:
-            await self._refuse(exc, send, ex)
+            await self._refuse(exc, reply)
         except Exception as exc:
             log.error("unexpected error handling a request", exc_info=exc)
-            await self._refuse(InternalError(), send, ex)
+            await self._refuse(InternalError(), reply)
         finally:
             self.metrics.in_flight.dec()
             elapsed = time.perf_counter() - start
@@ -170,150 +174,132 @@ class Gateway:
                 "limited": ex.limited,
             })
 
-    async def _refuse(self, exc: GatewayError, send: Send, ex: Exchange) -> None:
+    async def _refuse(self, exc: GatewayError, reply: Reply) -> None:
+        ex = reply.ex
         if isinstance(exc, UpstreamTimeout | UpstreamUnavailable):
             self.metrics.upstream_errors.labels(ex.route, exc.kind).inc()
-        if ex.started or isinstance(exc, ClientDisconnected):
-            ex.status = ex.status or exc.status_code
-            if ex.started:  # too late for an answer: the connection is cut short
-                raise exc
+        ex.limited = ex.limited or isinstance(exc, RateLimited)
+        if ex.started:  # too late for an answer: the connection is cut short
+            raise exc
+        if isinstance(exc, ClientDisconnected):
+            ex.status = exc.status_code  # nobody to answer
             return
-        ex.status = exc.status_code
-        body = render(exc.code, exc.message, ex.request_id.decode())
-        out = [_JSON, (b"content-length", str(len(body)).encode()),
-               (b"x-request-id", ex.request_id)]
-        out += [(k.encode(), v.encode()) for k, v in exc.headers.items()]
-        out += ex.extra_headers
-        await send({"type": "http.response.start", "status": exc.status_code, "headers": out})
-        await send({"type": "http.response.body", "body": body})
+        await reply.error(exc)
 
     async def _handle(self, scope: Scope, headers: dict[bytes, bytes], receive: Receive,
-                      send: Send, ex: Exchange) -> None:
-        method, path = ex.method, ex.path
-        if path in ("/healthz", "/readyz") and method in ("GET", "HEAD"):
-            await self._health(path, send, ex)
+                      reply: Reply) -> None:
+        ex = reply.ex
+        if ex.path in HEALTH and ex.method in ("GET", "HEAD"):
+            await self.health.answer(ex.path, reply)
             return
-        check_path(scope.get("raw_path") or path.encode())
-        origin_raw = headers.get(b"origin")
-        origin = origin_raw.decode("latin-1") if origin_raw is not None else None
-        preflight = (method == "OPTIONS" and origin is not None
-                     and b"access-control-request-method" in headers)
-        wanted = headers[b"access-control-request-method"].decode("latin-1").upper() \
-            if preflight else method
-        route = self.routes.match(wanted, path)
+        raw_path: bytes = scope.get("raw_path") or ex.path.encode()
+        check_path(raw_path)
+        preflight = self.cors.is_preflight(ex.method, headers)
+        route = self.routes.match(
+            self.cors.requested_method(headers) if preflight else ex.method, ex.path)
         ex.route = route.name
-        public = route.access == "public"
-        if public and origin is not None and self.access.origins.allows(origin):
-            ex.extra_headers = cors_headers(origin)
         if preflight:
-            if not (public and ex.extra_headers):
-                raise OriginNotAllowed()
-            assert origin is not None
-            await send_empty(send, ex, 204, preflight_headers(
-                origin, route, self.settings.policy.cors.max_age))
+            await reply.whole(204, self.cors.preflight(route, headers), b"")
             return
-        auth = headers.get(b"authorization")
-        caller = self.access.identify(
-            route, authorization=auth.decode("latin-1") if auth is not None else None,
-            origin=origin)
+        ex.headers += self.cors.actual(route, headers)
+        caller = self.access.caller(headers.get(b"authorization"))
         ex.client = caller.name
-        credential_headers = self.credentials.headers_for(route.name)
-        if credential_headers is None:
-            raise CredentialNotConfigured()
-        content = await self._request_content(route, headers, receive)
-        peer = scope["client"][0] if scope.get("client") else "0.0.0.0"
-        network = self.forwarding.resolve(peer, headers.get(b"x-forwarded-for"),
+        self.access.authorize(route, caller)
+        self._credentials(route)
+        target = ascii_target(raw_path, scope["query_string"])
+        read: bytes | None = None  # the body, when an Idempotency-Key made us read it first
+        claim: Claim | None = None
+        if route.idempotency and (key := Idempotency.key_of(route, scope["headers"])):
+            read = await self._read_whole(route, headers, receive)
+            found = await self._claim(route, caller, key, fingerprint(ex.method, target, read))
+            if isinstance(found, Replay):
+                self.metrics.idempotent_replays.labels(route.name).inc()
+                await reply.whole(found.status, found.headers, found.body)
+                return
+            claim = found
+        try:
+            await self._limit_and_forward(scope, headers, receive, reply, route, caller,
+                                          target, read, claim)
+        finally:
+            if claim is not None and not claim.settled:
+                try:  # the gateway's own answer, or an error: the key is free again
+                    await claim.free()
+                except StoreError:
+                    log.warning("could not free an idempotency key; its marker will expire")
+
+    async def _limit_and_forward(self, scope: Scope, headers: dict[bytes, bytes],
+                                 receive: Receive, reply: Reply, route: Route, caller: Caller,
+                                 target: str, read: bytes | None, claim: Claim | None) -> None:
+        ex = reply.ex
+        client = scope.get("client")
+        network = self.forwarding.resolve(client[0] if client else "0.0.0.0",
+                                          headers.get(b"x-forwarded-for"),
                                           scope.get("scheme", "http"),
                                           headers.get(b"x-forwarded-proto"))
-        client_rules = caller.client.limits if caller.client else self._no_client_rules
-        if route.limits or client_rules:
-            body = content if isinstance(content, bytes) else b""
-            await self._check_limits(route, caller.name, client_rules, network.limit_key,
-                                     headers, body, ex)
-        upstream_headers = clean_request_headers(scope["headers"]) + credential_headers + [
-            (b"x-forwarded-for", network.forwarded_for),
-            (b"x-forwarded-proto", network.forwarded_proto),
-            (b"x-request-id", ex.request_id),
-        ]
-        target = ascii_target(scope.get("raw_path") or path.encode(), scope["query_string"])
-        cache_key = None
-        if route.cache_ttl and method == "GET":
-            cache_key = (route.name, target.encode(), headers.get(b"accept-encoding", b""))
-            hit = self.cache.get(cache_key)
-            if hit is not None:
-                await send_cached(hit, send, ex)
-                return
-        assert self.upstream is not None
-        sent_at = time.perf_counter()
-        response = await self.upstream.send(route, method, target, upstream_headers, content)
-        self.metrics.upstream_duration.labels(route.name).observe(time.perf_counter() - sent_at)
-        ex.upstream_status = response.status
-        if cache_key is not None and route.cache_ttl:
-            length = cacheable(response.status, response.headers)
-            if length is not None:
-                await send_and_cache(response, self.cache, cache_key, route.cache_ttl, length,
-                                     send, ex)
-                return
-            ex.extra_headers = [*ex.extra_headers, (b"x-cache-status", b"bypass")]
-        await stream(response, receive, send, ex)
-
-    async def _request_content(self, route: Route, headers: dict[bytes, bytes],
-                               receive: Receive) -> bytes | AsyncIterator[bytes] | None:
-        limit = route.max_body_bytes
-        length = headers.get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > limit:
-            raise PayloadTooLarge()
-        has_body = (length is not None and length != b"0") or b"transfer-encoding" in headers
+        limits = self.limiter.begin(route, caller.client, ip_key=network.limit_key,
+                                    headers=headers)
+        content: bytes | AsyncIterator[bytes] | None = read
+        values: dict[str, str] = {}
         if route.body_fields:
-            return await read_body(receive, limit) if has_body else b""
-        return stream_body(receive, limit) if has_body else None
+            content, values = await self._read_keyed(route, scope, headers, receive, limits, read)
+        if limits is not None:
+            values = limits.values(values)
+            ex.headers += await limits.full(values, self.cooldowns.keyed(route, values))
+        if read is None and not route.body_fields:
+            content = self._stream(route, headers, receive)
+        out = [*clean_request_headers(scope["headers"]), *self._credentials(route),
+               (b"x-forwarded-for", network.forwarded_for),
+               (b"x-forwarded-proto", network.forwarded_proto),
+               (b"x-request-id", ex.request_id)]
+        await self.forwarder.forward(
+            Outgoing(route, ex.method, target, out, content, values,
+                     headers.get(b"accept-encoding", b"")), receive, reply, claim)
 
-    async def _check_limits(self, route: Route, caller: str, client_rules: tuple[LimitRule, ...],
-                            ip: str, headers: dict[bytes, bytes], body: bytes,
-                            ex: Exchange) -> None:
-        assert self.limiter is not None
-        values = body_values(route, body) if route.body_fields else {}
-        wanted = {r.field for r in (*route.limits, *client_rules) if r.kind == "header"}
-        named = {f: headers[f.encode()].decode("latin-1") for f in wanted if f
-                 and f.encode() in headers}
-        started = time.perf_counter()
-        decision: Decision = await self.limiter.check(
-            route, caller=caller, client_rules=client_rules, ip=ip, headers=named, body=values)
-        self.metrics.limiter_duration.observe(time.perf_counter() - started)
-        if decision.storage_error:
-            self.metrics.limiter_errors.inc()
-        for counted_in, per in decision.shadow_refused:
-            self.metrics.shadow_limited.labels(route.name, per).inc()
-            log.info("shadow limit %s (%s) on route %s would refuse this request", per,
-                     counted_in, route.name)
-        ex.extra_headers = ex.extra_headers + decision.headers
-        if decision.refused_per is not None:
-            ex.limited = True
-            self.metrics.rate_limited.labels(route.name, decision.refused_per).inc()
-        decision.raise_if_refused()
+    def _credentials(self, route: Route) -> Headers:
+        """The route's Reusely credentials as headers; 503 while one is missing."""
+        found = self.credentials.headers_for(route.name)
+        if found is None:
+            raise CredentialNotConfigured()
+        return found
 
-    async def _health(self, path: str, send: Send, ex: Exchange) -> None:
-        ex.route = "unmatched"
-        status, body = 200, b'{"status":"ok"}'
-        if path == "/readyz":
-            status, body = await self._readiness()
-        ex.status = status
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [_JSON, (b"content-length", str(len(body)).encode()),
-                                (b"x-request-id", ex.request_id),
-                                (b"cache-control", b"no-store")]})
-        await send({"type": "http.response.body", "body": body})
+    async def _claim(self, route: Route, caller: Caller, key: str,
+                     print_: bytes) -> Claim | Replay | None:
+        """The key claimed, or the answer to replay; Redis failing follows `on_error`."""
+        try:
+            return await self.idempotency.claim(route, caller.name, key, print_)
+        except StoreError as exc:
+            if exc.kind == "busy" or route.on_error == "deny":
+                raise RateLimiterUnavailable() from exc
+            log.warning("idempotency keys unavailable (%s): handling the request without",
+                        exc.kind)
+            return None
 
-    async def _readiness(self) -> tuple[int, bytes]:
-        if not self.ready or self.limiter is None:
-            return 503, b'{"status":"not_ready","policy":"not loaded"}'
-        if not self.settings.redis_url:
-            return 200, b'{"status":"ok","policy":"loaded","redis":"memory"}'
-        if await self.limiter.ready():
-            return 200, b'{"status":"ok","policy":"loaded","redis":"up"}'
-        if self.settings.policy.limits.on_error == "allow":
-            return 200, b'{"status":"ok","policy":"loaded","redis":"down"}'
-        return 503, b'{"status":"not_ready","policy":"loaded","redis":"down"}'
+    @staticmethod
+    async def _read_whole(route: Route, headers: dict[bytes, bytes], receive: Receive) -> bytes:
+        body.check_length(headers, route.max_body_bytes)
+        return await body.read(receive, route.max_body_bytes) if body.has_body(headers) else b""
+
+    @staticmethod
+    async def _read_keyed(route: Route, scope: Scope, headers: dict[bytes, bytes],
+                          receive: Receive, limits: LimitCheck | None,
+                          read: bytes | None) -> tuple[bytes, dict[str, str]]:
+        """A body-keyed route's body, read once and bounded, and the values it is counted by."""
+        if limits is not None:
+            await limits.cheap()
+        body.check_query(scope["query_string"], route.body_fields)
+        if read is None:
+            body.check_length(headers, route.max_body_bytes)
+            if not body.has_body(headers):
+                return b"", {}
+        body.check_media_type(scope["headers"])
+        raw = read if read is not None else await body.read(receive, route.max_body_bytes)
+        return raw, body.keyed_values(raw, route.body_fields)
+
+    @staticmethod
+    def _stream(route: Route, headers: dict[bytes, bytes],
+                receive: Receive) -> AsyncIterator[bytes] | None:
+        body.check_length(headers, route.max_body_bytes)
+        return body.stream(receive, route.max_body_bytes) if body.has_body(headers) else None
 
 
 def create_app(settings: Settings, **kwargs: Any) -> Gateway:
@@ -342,4 +328,8 @@ def create_app_from_env() -> Gateway:
         secrets += (settings.limit_key_secret.reveal(),)
     hide_in_logs(secrets)
     registry = multiprocess_registry() if environ.get("PROMETHEUS_MULTIPROC_DIR") else None
-    return create_app(settings, registry=registry)
+    try:
+        return create_app(settings, registry=registry)
+    except Exception as exc:  # noqa: BLE001 - reported without a traceback
+        log.error("the gateway cannot start: %s: %s", type(exc).__name__, exc)
+        raise SystemExit(3) from None

@@ -19,9 +19,10 @@ from urllib.parse import urlsplit
 
 from gateway import __version__
 from gateway.config import Settings
-from gateway.credentials import status_of, token_sha256
+from gateway.credentials import status_of
 from gateway.environment import format_bind, load_settings, parse_bind, policy_text
 from gateway.errors import ConfigError
+from gateway.tokens import token_sha256
 
 
 def _parser() -> argparse.ArgumentParser:

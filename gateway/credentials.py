@@ -1,17 +1,14 @@
-"""The four Reusely values and the client tokens.
+"""The four Reusely values: which routes they enable, and the headers each route adds.
 
-Which routes the configured Reusely values enable, the exact header pairs each
-route adds (least privilege: only what its `credentials` list names), and the
-constant-time lookup of a bearer token by its SHA-256.
+Least privilege: a route adds exactly the credentials its `credentials` list
+names, as pre-encoded header pairs.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import Mapping
 
-from gateway.config import CREDENTIAL_HEADERS, Client, Route, Secret
+from gateway.config import CREDENTIAL_HEADERS, Route, Secret
 
 
 class CredentialSet:
@@ -48,26 +45,3 @@ def status_of(values: Mapping[str, Secret | None]) -> dict[str, str]:
     """`set` or `missing` per credential: what tools may say about secrets."""
     return {name: ("set" if values.get(name) is not None else "missing")
             for name in CREDENTIAL_HEADERS}
-
-
-def token_sha256(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-class TokenTable:
-    """Bearer token -> client, comparing the token's SHA-256 with every known hash.
-
-    Every hash is compared with `hmac.compare_digest`, and the loop never stops
-    early, so the time taken does not depend on which hash (if any) matched.
-    """
-
-    def __init__(self, clients: tuple[Client, ...]) -> None:
-        self._entries = [(h.encode(), client) for client in clients for h in client.token_sha256]
-
-    def lookup(self, token: str) -> Client | None:
-        digest = token_sha256(token).encode()
-        found = None
-        for known, client in self._entries:
-            if hmac.compare_digest(digest, known):
-                found = client
-        return found

@@ -65,6 +65,17 @@ class Metrics:
         self.upstream_errors = Counter(
             "gateway_upstream_errors_total", "Requests to Reusely that failed, by kind.",
             ["route", "kind"], registry=registry)
+        self.upstream_responses = Counter(
+            "gateway_upstream_responses_total", "Answers Reusely gave, by its exact status.",
+            ["route", "status"], registry=registry)
+        self.credential_reloads = Counter(
+            "gateway_credential_reloads_total",
+            "Credential files re-read after a change: ok, or error (the last good value kept).",
+            ["result"], registry=registry)
+        self.idempotent_replays = Counter(
+            "gateway_idempotent_replays_total",
+            "Answers replayed for a repeated Idempotency-Key, never forwarded.",
+            ["route"], registry=registry)
         self.rate_limited = Counter(
             "gateway_rate_limited_total", "Requests refused by a rate limit.",
             ["route", "per"], registry=registry)

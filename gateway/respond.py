@@ -1,134 +1,108 @@
-"""Writing answers to the caller: Reusely's, streamed or from the cache, and empty ones.
+"""`Reply`: the one writer of answers to the caller.
 
-Also the request body as it is read from the caller, bounded by the route's
-`max_body_bytes`, and `Exchange`: what one request has become so far, which
-metrics and the access log read when it ends.
+Every answer goes through `Reply.start`: Reusely's streamed answer, a cached
+or replayed one, the gateway's own JSON errors, health, preflights, quotas. It
+sets the status, adds `X-Request-ID` and the headers the request path has
+accumulated on the exchange (CORS, rate limits, cache status...), and marks the
+exchange started, so there is one place where an answer begins and one shape
+for every answer's headers: pre-encoded `(name, value)` byte pairs.
+
+Streaming Reusely's answer (`stream`) stops reading from Reusely when the
+caller leaves, and gives up on a caller that stops reading for longer than
+the route's read timeout: a stalled caller must not hold a connection to
+Reusely (and a slot of its pool) open indefinitely.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
-from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.cache import Cached, ResponseCache
-from gateway.errors import ClientDisconnected, PayloadTooLarge
+from gateway.errors import ClientDisconnected, GatewayError, Headers, render
+from gateway.exchange import Exchange
 from gateway.upstream import UpstreamResponse
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+JSON = (b"content-type", b"application/json")
 
 
-@dataclass
-class Exchange:
-    """What one request has become so far; read by metrics and the access log."""
+class Reply:
+    __slots__ = ("_send", "ex")
 
-    request_id: bytes
-    method: str
-    path: str
-    route: str = "unmatched"
-    client: str = "public"
-    status: int = 0
-    upstream_status: int | None = None
-    limited: bool = False
-    started: bool = False
-    extra_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    def __init__(self, send: Send, ex: Exchange) -> None:
+        self._send = send
+        self.ex = ex
 
+    async def start(self, status: int, headers: Headers) -> None:
+        ex = self.ex
+        ex.status = status
+        ex.started = True
+        await self._send({"type": "http.response.start", "status": status,
+                          "headers": [*headers, (b"x-request-id", ex.request_id), *ex.headers]})
 
-async def stream(response: UpstreamResponse, receive: Receive, send: Send,
-                 ex: Exchange) -> None:
-    """Reusely's answer to the caller as it arrives; stop reading if the caller leaves."""
-    out = [*response.headers, (b"x-request-id", ex.request_id), *ex.extra_headers]
-    ex.status = response.status
-    await send({"type": "http.response.start", "status": response.status, "headers": out})
-    ex.started = True
-    length = _content_length(response.headers)
-    sent = 0
-    done = False
-    watcher: asyncio.Future[None] | None = None
-    try:
-        async for chunk in response.body():
-            sent += len(chunk)
-            done = length is not None and sent >= length
-            await send({"type": "http.response.body", "body": chunk, "more_body": not done})
-            if done:
-                # Keep iterating: the transport must see the end of the message,
-                # or it closes the connection instead of returning it to the pool.
-                continue
-            if watcher is None:
-                watcher = asyncio.ensure_future(_wait_disconnect(receive))
-            elif watcher.done():
-                return  # the caller left; stop reading from Reusely
-        if not done:
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-    finally:
-        if watcher is not None:
-            watcher.cancel()
-        await response.aclose()
+    async def body(self, chunk: bytes, *, more: bool = False) -> None:
+        await self._send({"type": "http.response.body", "body": chunk, "more_body": more})
 
+    async def whole(self, status: int, headers: Headers, body: bytes) -> None:
+        """A complete answer in one piece; Content-Length added unless given."""
+        if not any(name == b"content-length" for name, _ in headers):
+            headers = [*headers, (b"content-length", str(len(body)).encode())]
+        await self.start(status, headers)
+        await self.body(body)
 
-async def send_empty(send: Send, ex: Exchange, status: int,
-                     headers: list[tuple[bytes, bytes]]) -> None:
-    ex.status = status
-    await send({"type": "http.response.start", "status": status,
-                "headers": [*headers, (b"x-request-id", ex.request_id)]})
-    await send({"type": "http.response.body", "body": b""})
+    async def json(self, status: int, body: bytes, headers: Headers | None = None) -> None:
+        await self.whole(status, [JSON, *(headers or [])], body)
 
+    async def error(self, exc: GatewayError) -> None:
+        """The gateway's own refusal, in the one JSON shape."""
+        await self.json(exc.status_code, render(exc.code, exc.message,
+                                                self.ex.request_id.decode()), exc.headers)
 
-async def send_and_cache(response: UpstreamResponse, cache: ResponseCache,
-                         key: tuple[str, bytes, bytes], ttl: int, length: int, send: Send,
-                         ex: Exchange) -> None:
-    """Buffer a cacheable answer (bounded by its Content-Length), keep it, send it."""
-    try:
-        body = b"".join([chunk async for chunk in response.body()])
-    finally:
-        await response.aclose()
-    if len(body) == length:
-        cache.put(key, response.status, response.headers, body, ttl)
-    ex.status = response.status
-    out = [*response.headers, (b"x-request-id", ex.request_id), *ex.extra_headers,
-           (b"x-cache-status", b"miss")]
-    await send({"type": "http.response.start", "status": response.status, "headers": out})
-    await send({"type": "http.response.body", "body": body})
+    async def stream(self, response: UpstreamResponse, receive: Receive, *,
+                     stall: float, prefix: bytes = b"") -> None:
+        """Reusely's answer to the caller as it arrives; stop if the caller leaves or stalls.
 
-async def send_cached(hit: Cached, send: Send, ex: Exchange) -> None:
-    ex.status = hit.status
-    age = str(int(time.monotonic() - hit.stored_at)).encode()
-    out = [*hit.headers, (b"x-request-id", ex.request_id), *ex.extra_headers,
-           (b"age", age), (b"x-cache-status", b"hit")]
-    await send({"type": "http.response.start", "status": hit.status, "headers": out})
-    await send({"type": "http.response.body", "body": hit.body})
+        `prefix` is what was already read of the body (an answer too large to keep).
+        """
+        await self.start(response.status, response.headers)
+        length = response.content_length
+        sent = 0
+        done = False
+        watcher: asyncio.Future[None] | None = None
+        chunks = _prepend(prefix, response.body()) if prefix else response.body()
+        try:
+            async for chunk in chunks:
+                sent += len(chunk)
+                done = length is not None and sent >= length
+                try:
+                    async with asyncio.timeout(stall):
+                        await self.body(chunk, more=not done)
+                except TimeoutError:
+                    raise ClientDisconnected("The caller stopped reading.") from None
+                if done:
+                    # Keep iterating: the transport must see the end of the message,
+                    # or it closes the connection instead of returning it to the pool.
+                    continue
+                if watcher is None:
+                    watcher = asyncio.ensure_future(_wait_disconnect(receive))
+                elif watcher.done():
+                    return  # the caller left; stop reading from Reusely
+            if not done:
+                await self.body(b"")
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+            await response.aclose()
 
 
-def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
-    for name, value in headers:
-        if name == b"content-length" and value.isdigit():
-            return int(value)
-    return None
-
-
-async def read_body(receive: Receive, limit: int) -> bytes:
-    return b"".join([chunk async for chunk in stream_body(receive, limit)])
-
-
-async def stream_body(receive: Receive, limit: int) -> AsyncIterator[bytes]:
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnected()
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge()
-        if chunk:
-            yield chunk
-        if not message.get("more_body"):
-            return
+async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    yield first
+    async for chunk in rest:
+        yield chunk
 
 
 async def _wait_disconnect(receive: Receive) -> None:

@@ -1,22 +1,25 @@
-"""httpx's transport interface over an aiohttp connection pool.
+"""The connection pool to Reusely: aiohttp's, spoken to in raw parts, failing in httpx's words.
 
-The benchmark (bench/PROFILE.md) found httpcore's pool, h11 and anyio's
-per-read cancel scopes to be most of the gateway's CPU per request: the same
-gateway sent about three times as many requests per second through aiohttp's
-pool, and streamed 32 MiB with a few MiB of memory growth instead of tens.
-So the gateway keeps httpx's request, response and exception types as the
-interface of `upstream.py`, and this transport turns them into aiohttp calls.
+The benchmark found httpcore's pool, h11 and anyio's per-read cancel scopes
+to be most of the gateway's CPU per request, and httpx's Request/Response
+model another ~100 µs: the same gateway sent about three times as many
+requests per second through aiohttp's pool. So requests go out through
+aiohttp, called with raw parts (method, URL, header pairs, body, timeouts) --
+no per-request model objects -- and its failures come out as httpx's
+exceptions, the vocabulary `upstream` translates into ours. One table maps
+them, the way httpx's own transport maps httpcore's:
 
-What a proxy needs from it, set here once:
+    aiohttp.ConnectionTimeoutError  -> httpx.ConnectTimeout   no connection in time
+    TimeoutError (once connected)   -> httpx.ReadTimeout      no answer in time
+    aiohttp.ClientConnectorError    -> httpx.ConnectError     no connection
+    aiohttp.ClientError, OSError    -> httpx.RemoteProtocolError  broke once connected
+
+What a proxy needs from the pool, set here once:
 - bytes untouched: no decompression, no compression, the request target sent
   as given (`yarl.URL(..., encoded=True)`, no requoting);
 - no headers of its own (`User-Agent`, `Accept`, `Accept-Encoding`): a caller
   that did not ask for gzip must not get gzip;
-- no cookie jar, no proxy variables from the environment, no redirects;
-- aiohttp's exceptions mapped onto httpx's: no connection (connect error,
-  connect timeout: the only ones `upstream.py` retries), no answer in time
-  (read timeout), anything else once connected (protocol), so `upstream.py`
-  translates them into ours at one place.
+- no cookie jar, no proxy variables from the environment, no redirects.
 
 A POST is never retried here: aiohttp retries a request once only when it is
 idempotent and a reused keep-alive connection turns out to be closed.
@@ -33,37 +36,47 @@ import httpx
 import yarl
 
 SKIP_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
+# (aiohttp's exception, httpx's), most specific first.
+EXCEPTIONS: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (
+    (aiohttp.ConnectionTimeoutError, httpx.ConnectTimeout),
+    (TimeoutError, httpx.ReadTimeout),
+    (aiohttp.ClientConnectorError, httpx.ConnectError),
+    (aiohttp.ClientError, httpx.RemoteProtocolError),
+    (OSError, httpx.RemoteProtocolError),
+)
+Timeouts = tuple[float, float, float, float]  # connect, read, write, pool (seconds)
 
 
 @contextmanager
 def _mapped() -> Iterator[None]:
     try:
         yield
-    except aiohttp.ConnectionTimeoutError as exc:  # no connection within sock_connect / pool
-        raise httpx.ConnectTimeout(str(exc)) from exc
-    except TimeoutError as exc:  # connected, but Reusely did not answer in time
-        raise httpx.ReadTimeout(str(exc)) from exc
-    except aiohttp.ClientConnectorError as exc:
-        raise httpx.ConnectError(str(exc)) from exc
-    except (aiohttp.ClientError, OSError) as exc:
-        raise httpx.RemoteProtocolError(str(exc) or type(exc).__name__) from exc
+    except tuple(foreign for foreign, _ in EXCEPTIONS) as exc:
+        ours = next(httpx_type for foreign, httpx_type in EXCEPTIONS if isinstance(exc, foreign))
+        raise ours(str(exc) or type(exc).__name__) from exc
 
 
-class _Body(httpx.AsyncByteStream):
+class RawResponse:
+    """Reusely's status and raw headers, and its body as it arrives."""
+
+    __slots__ = ("_response", "headers", "status")
+
     def __init__(self, response: aiohttp.ClientResponse) -> None:
         self._response = response
+        self.status = response.status
+        self.headers: list[tuple[bytes, bytes]] = list(response.raw_headers)
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
+    async def chunks(self) -> AsyncIterator[bytes]:
         with _mapped():
             async for chunk in self._response.content.iter_any():
                 yield chunk
 
-    async def aclose(self) -> None:
-        # Fully read: the connection goes back to the pool; otherwise it is closed.
+    def release(self) -> None:
+        """Back to the pool when read to its end; otherwise the connection is closed."""
         self._response.release()
 
 
-class _RequestBody:
+class _Body:
     """The request body for aiohttp, remembering why its source stopped.
 
     aiohttp reports a failure of the body's source as a connection error; the
@@ -71,24 +84,27 @@ class _RequestBody:
     as themselves.
     """
 
-    def __init__(self, stream: httpx.AsyncByteStream) -> None:
-        self._stream = stream
+    __slots__ = ("_source", "error")
+
+    def __init__(self, source: AsyncIterator[bytes]) -> None:
+        self._source = source
         self.error: BaseException | None = None
 
     async def chunks(self) -> AsyncIterator[bytes]:
         try:
-            async for chunk in self._stream:
+            async for chunk in self._source:
                 yield chunk
         except Exception as exc:
             self.error = exc
             raise
 
 
-class AiohttpTransport(httpx.AsyncBaseTransport):
+class AiohttpTransport:
     def __init__(self, *, max_connections: int, keepalive_expiry: float = 15.0) -> None:
         self._max_connections = max_connections
         self._keepalive_expiry = keepalive_expiry
         self._session: aiohttp.ClientSession | None = None
+        self._timeouts: dict[Timeouts, aiohttp.ClientTimeout] = {}
 
     def _open(self) -> aiohttp.ClientSession:
         # Created on first use, inside the running event loop, as aiohttp wants.
@@ -99,33 +115,30 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             skip_auto_headers=SKIP_AUTO_HEADERS, trust_env=False, requote_redirect_url=False)
         return self._session
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+    def _timeout(self, timeouts: Timeouts) -> aiohttp.ClientTimeout:
+        found = self._timeouts.get(timeouts)
+        if found is None:
+            connect, read, _, pool = timeouts
+            found = self._timeouts[timeouts] = aiohttp.ClientTimeout(
+                total=None, connect=pool, sock_connect=connect, sock_read=read)
+        return found
+
+    async def send(self, method: str, url: str, headers: list[tuple[str, str]],
+                   body: bytes | AsyncIterator[bytes] | None, timeouts: Timeouts) -> RawResponse:
+        """Send one request; its answer once the status and headers arrived."""
         session = self._session or self._open()
-        timeout: dict[str, Any] = request.extensions.get("timeout", {})
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw
-                   if k.lower() != b"transfer-encoding"]  # aiohttp frames the body itself
-        data: Any = None
-        body = None
-        if isinstance(request.stream, httpx.ByteStream):
-            data = request.content or None
-        elif request.stream is not None:
-            body = _RequestBody(request.stream)  # type: ignore[arg-type]
-            data = body.chunks()
+        source = _Body(body) if body is not None and not isinstance(body, bytes) else None
+        data: Any = source.chunks() if source is not None else (body or None)
         try:
             with _mapped():
                 response = await session.request(
-                    request.method, yarl.URL(str(request.url), encoded=True), headers=headers,
-                    data=data, allow_redirects=False, compress=None,
-                    timeout=aiohttp.ClientTimeout(total=None, connect=timeout.get("pool"),
-                                                  sock_connect=timeout.get("connect"),
-                                                  sock_read=timeout.get("read")))
+                    method, yarl.URL(url, encoded=True), headers=headers, data=data,
+                    allow_redirects=False, compress=None, timeout=self._timeout(timeouts))
         except httpx.TransportError:
-            if body is not None and body.error is not None:
-                raise body.error from None
+            if source is not None and source.error is not None:
+                raise source.error from None
             raise
-        return httpx.Response(status_code=response.status, headers=list(response.raw_headers),
-                              stream=_Body(response), request=request,
-                              extensions={"http_version": b"HTTP/1.1"})
+        return RawResponse(response)
 
     async def aclose(self) -> None:
         if self._session is not None:

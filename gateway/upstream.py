@@ -1,33 +1,45 @@
-"""The one httpx client to Reusely: streaming, retries, errors (header hygiene: headers.py).
+"""Requests to Reusely: retries, Reusely's answer cleaned, and failures in our words.
 
-httpx exceptions are translated into ours here and nowhere else:
+The transport (`transport.py`, or anything with its `send` and `aclose`)
+fails in httpx's exception vocabulary; this is the one place those become
+ours, by one table, whether the failure comes while sending or while the
+answer's body streams:
 
     httpx.TimeoutException          -> UpstreamTimeout      (kind "timeout")
     httpx.ConnectError              -> UpstreamUnavailable  (kind "connect")
     any other httpx.TransportError  -> UpstreamUnavailable  (kind "protocol")
 
 A connection that could not be made is retried `route.retries` times, for
-GET, HEAD and OPTIONS only; a POST reaches Reusely at most once.
-
-What a gateway must not have is absent: a cookie jar (it would carry one
-caller's cookies to the next), proxy variables from the environment,
-redirects (see `transport.py`).
+GET, HEAD and OPTIONS only; a POST reaches Reusely at most once. Reusely's
+headers are cleaned for the caller (`headers.clean_response_headers`) as the
+answer arrives, so whatever is later streamed, kept for an Idempotency-Key or
+cached carries only what a caller may see.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Collection
+from functools import partial
+from typing import Protocol
 
 import httpx
 
 from gateway.config import Route, Settings
-from gateway.errors import UpstreamTimeout, UpstreamUnavailable
+from gateway.errors import GatewayError, Headers, UpstreamTimeout, UpstreamUnavailable
 from gateway.headers import clean_response_headers
-from gateway.transport import AiohttpTransport
+from gateway.transport import AiohttpTransport, Timeouts
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
+# (httpx's exception, ours), most specific first.
+EXCEPTIONS: tuple[tuple[type[httpx.TransportError], Callable[[], GatewayError]], ...] = (
+    (httpx.TimeoutException, UpstreamTimeout),
+    (httpx.ConnectError, partial(UpstreamUnavailable, "connect")),
+    (httpx.TransportError, partial(UpstreamUnavailable, "protocol")),
+)
+
+
+def translate(exc: httpx.TransportError) -> GatewayError:
+    return next(ours() for foreign, ours in EXCEPTIONS if isinstance(exc, foreign))
 
 
 def ascii_target(raw_path: bytes, query: bytes) -> str:
@@ -38,73 +50,116 @@ def ascii_target(raw_path: bytes, query: bytes) -> str:
     return "".join(chr(b) if b < 128 else f"%{b:02X}" for b in target)
 
 
-@dataclass
-class UpstreamResponse:
+class RawAnswer(Protocol):
+    """What a transport returns: Reusely's status and raw headers, its body as it arrives."""
+
     status: int
     headers: list[tuple[bytes, bytes]]
-    response: httpx.Response
 
-    async def body(self) -> AsyncIterator[bytes]:
-        """The raw body bytes as they arrive; httpx errors become ours."""
+    def chunks(self) -> AsyncIterator[bytes]: ...
+
+    def release(self) -> None: ...
+
+
+class UpstreamResponse:
+    """Reusely's answer: status, cleaned headers, and its body as it arrives."""
+
+    __slots__ = ("_chunks", "_raw", "content_length", "headers", "status")
+
+    def __init__(self, raw: RawAnswer, headers: Headers) -> None:
+        self._raw = raw
+        self._chunks: AsyncIterator[bytes] | None = None
+        self.status = raw.status
+        self.headers = headers
+        self.content_length: int | None = None
+        for name, value in headers:
+            if name == b"content-length" and value.isdigit():
+                self.content_length = int(value)
+
+    def body(self) -> AsyncIterator[bytes]:
+        """The raw body bytes as they arrive, continuing where an earlier read stopped."""
+        if self._chunks is None:
+            self._chunks = self._translated()
+        return self._chunks
+
+    async def _translated(self) -> AsyncIterator[bytes]:
         try:
-            async for chunk in self.response.aiter_raw():
+            async for chunk in self._raw.chunks():
                 yield chunk
-        except httpx.TimeoutException as exc:
-            raise UpstreamTimeout() from exc
         except httpx.TransportError as exc:
-            raise UpstreamUnavailable("protocol") from exc
+            raise translate(exc) from exc
+
+    async def read_up_to(self, limit: int) -> tuple[bytes, bool]:
+        """The body if it is at most `limit` bytes (True), else what was read of it (False)."""
+        parts, size = [], 0
+        async for chunk in self.body():
+            parts.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                return b"".join(parts), False
+        return b"".join(parts), True
+
+    def header(self, name: bytes) -> bytes | None:
+        return next((v for n, v in self.headers if n == name), None)
+
+    async def discard(self) -> None:
+        """Read the body to its end, unseen, so the connection goes back to the pool."""
+        try:
+            async for _ in self.body():
+                pass
+        except GatewayError:
+            pass  # the connection is closed instead; the answer is known already
+        finally:
+            await self.aclose()
+
+    async def read(self) -> bytes:
+        try:
+            return b"".join([chunk async for chunk in self.body()])
+        finally:
+            await self.aclose()
 
     async def aclose(self) -> None:
-        await self.response.aclose()
+        self._raw.release()
 
 
-def _timeouts(route: Route) -> dict[str, float]:
-    t = route.timeout
-    return {"connect": t.connect, "read": t.read, "write": t.write, "pool": t.pool}
+class Transport(Protocol):
+    async def send(self, method: str, url: str, headers: list[tuple[str, str]],
+                   body: bytes | AsyncIterator[bytes] | None,
+                   timeouts: Timeouts) -> RawAnswer: ...
+
+    async def aclose(self) -> None: ...
 
 
 class Upstream:
-    """Requests to Reusely through one httpx transport (the seam tests and bench use).
+    """The requests to Reusely, through one transport (the seam tests and bench use)."""
 
-    The transport is called directly rather than through `httpx.AsyncClient`:
-    what the client adds on top (auth flows, redirects, a cookie jar, event
-    hooks) is what a gateway must turn off anyway, and its layers cost ~15%
-    of the worker's CPU per request (bench/PROFILE.md). Timeouts travel per
-    route in each request's `timeout` extension.
-    """
-
-    def __init__(self, settings: Settings, *,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(self, settings: Settings, *, transport: Transport | None = None) -> None:
         up = settings.policy.upstream
-        self.transport = transport or AiohttpTransport(max_connections=up.max_connections)
+        self.transport: Transport = transport or AiohttpTransport(
+            max_connections=up.max_connections)
         self._base = settings.base_url
-        self._timeouts = {r.name: _timeouts(r) for r in settings.policy.routes}
-        self._secret_values = tuple(s.reveal().encode("latin-1")
-                                    for s in settings.credentials.values() if s is not None)
+        self._timeouts: dict[str, Timeouts] = {
+            r.name: (r.timeout.connect, r.timeout.read, r.timeout.write, r.timeout.pool)
+            for r in settings.policy.routes}
 
     async def aclose(self) -> None:
         await self.transport.aclose()
 
-    async def send(self, route: Route, method: str, target: str,
-                   headers: list[tuple[bytes, bytes]], content: Any) -> UpstreamResponse:
-        """Send one request; retry a failed connect for idempotent methods."""
-        request = httpx.Request(method, self._base + target, headers=headers, content=content,
-                                extensions={"timeout": self._timeouts[route.name]})
+    async def send(self, route: Route, method: str, target: str, headers: Headers,
+                   body: bytes | AsyncIterator[bytes] | None, *,
+                   secret_values: Collection[bytes] = ()) -> UpstreamResponse:
+        """Send one request; retry a connection that could not be made, for idempotent methods."""
+        pairs = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in headers]
         attempts = 1 + (route.retries if method in IDEMPOTENT else 0)
         for attempt in range(attempts):
             try:
-                response = await self.transport.handle_async_request(request)
+                raw = await self.transport.send(method, self._base + target, pairs, body,
+                                                self._timeouts[route.name])
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 if attempt + 1 < attempts:
                     continue
-                if isinstance(exc, httpx.ConnectTimeout):
-                    raise UpstreamTimeout() from exc
-                raise UpstreamUnavailable("connect") from exc
-            except httpx.TimeoutException as exc:
-                raise UpstreamTimeout() from exc
+                raise translate(exc) from exc
             except httpx.TransportError as exc:
-                raise UpstreamUnavailable("protocol") from exc
-            return UpstreamResponse(response.status_code,
-                                    clean_response_headers(response.headers.raw,
-                                                           self._secret_values), response)
+                raise translate(exc) from exc
+            return UpstreamResponse(raw, clean_response_headers(raw.headers, secret_values))
         raise AssertionError("unreachable")

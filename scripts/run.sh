@@ -59,8 +59,8 @@ cat <<MSG
   # 5. The same without a token: 401 unauthorized, from the gateway.
   curl -s -i $gw/api/v2/admin/orders
 
-  # 6. Rehearse a lapsed Reusely subscription: the sandbox refuses the gateway's key
-  #    (see what the gateway answers), then goes back to normal.
+  # 6. Rehearse a lapsed Reusely subscription: the sandbox refuses the gateway's key, and
+  #    the caller gets 502 upstream_credentials_rejected, not Reusely's 401; then back to normal.
   curl -s -X POST $sandbox/_sandbox/state -d '{"lapsed": true}'; echo
   curl -s -i $gw/api/v2/public/catalog/categories; echo
   curl -s -X DELETE $sandbox/_sandbox/state; echo

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from gateway.credentials import token_sha256
+from gateway.tokens import token_sha256
 
 CLIENT = "make-run-demo"
 

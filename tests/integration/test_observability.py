@@ -411,11 +411,14 @@ def test_logs_hold_no_email_phone_token_or_secret_and_every_access_line_is_compl
     for phone in PHONES:
         send("POST", mail_in, 200, json={"email": f"{uuid.uuid4().hex}@example.net",
                                          "phone": phone, "api_key": KEYS["REUSELY_API_KEY"]})
-    statuses = [send("POST", f"{mail_in}?email={EMAILS[0]}", json={
+    statuses = [send("POST", f"{mail_in}?note={EMAILS[0]}", json={
         "email": f"  {EMAILS[1].upper()} ", "phone": PHONES[1]}) for _ in range(5)]
     assert statuses[0] == 200 and 429 in statuses, statuses
     send("POST", mail_in, 400, json={"email": 5, "note": EMAILS[2]})
-    send("POST", mail_in, 400, content=f"not json {EMAILS[2]} {PHONES[2]}".encode())
+    send("POST", mail_in, 415, content=f"not json {EMAILS[2]} {PHONES[2]}".encode())
+    send("POST", mail_in, 400, content=f"not json {EMAILS[2]} {PHONES[2]}".encode(),
+         headers={"content-type": "application/json"})
+    send("POST", f"{mail_in}?Email={EMAILS[2]}", 400, json={"phone": PHONES[2]})
 
     lines = logged(served, set(ids))
     assert {a["status"] for a in lines.values()} >= {200, 400, 401, 403, 404, 405, 429, 502,

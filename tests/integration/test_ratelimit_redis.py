@@ -120,8 +120,10 @@ def test_phones_count_together_whatever_their_punctuation(http, start, upstream)
     assert_refused(answers[5])
     assert len(upstream.received) == 5
     assert checkout(http, gw, phone="+15550100001").status_code == 200
-    # Without its leading + the number is another key.
-    assert checkout(http, gw, phone="15550100000").status_code == 200
+    # Only the digits count: without its leading +, or in full-width digits, it is one phone.
+    assert checkout(http, gw, phone="15550100000").status_code == 429
+    assert checkout(http, gw, phone="\uff11\uff15\uff15\uff15\uff10\uff11\uff10\uff10"
+                                    "\uff10\uff10\uff10").status_code == 429
 
 
 def test_the_email_and_phone_of_one_lead_are_each_counted(http, start, upstream):
@@ -316,28 +318,35 @@ def test_reusely_answers_on_a_limited_route_carry_the_headers_too(http, start, u
 # -- the body -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("body", [b"[]", b'["a@b.c"]', b'"a@b.c"', b"not json", b"",
+@pytest.mark.parametrize("body", [b"[]", b'["a@b.c"]', b'"a@b.c"', b"not json",
                                   b'{"email": 5}', b'{"email": ["a@b.c"]}', b'{"phone": 15550100}',
                                   b'{"email": {"v": "a"}}', b'{"email": true}', b"[" * 5000])
 def test_a_body_that_is_not_a_json_object_or_has_a_non_string_key_is_400(http, start, upstream,
                                                                           body):
     gw = start(CHECKOUT)
-    r = http.post(gw.url + MAIL_IN, content=body, headers={"content-type": "text/plain"})
+    r = http.post(gw.url + MAIL_IN, content=body, headers={"content-type": "application/json"})
     assert r.status_code == 400
     assert error_of(r) == "invalid_body"
     assert upstream.received == []
 
 
-def test_null_counts_as_absent_and_json_is_read_whatever_the_content_type(http, start, upstream):
+def test_a_post_without_a_body_has_its_values_absent_and_counts_per_ip(http, start, upstream):
+    gw = start(policy('{per: "body:email", rate: "1/hour"}', '{per: ip, rate: "2/hour"}'))
+    statuses = [http.post(gw.url + MAIL_IN).status_code for _ in range(3)]
+    assert statuses == [200, 200, 429]
+    assert [r.body for r in upstream.received] == [b"", b""]
+
+
+def test_null_counts_as_absent(http, start, upstream):
     gw = start(policy('{per: "body:email", rate: "2/hour"}'))
     for _ in range(4):
         r = http.post(gw.url + MAIL_IN, content=json.dumps(offer(email=None)).encode(),
-                      headers={"content-type": "application/x-www-form-urlencoded"})
+                      headers={"content-type": "application/json; charset=utf-8"})
         assert r.status_code == 200
         assert "x-ratelimit-limit" not in r.headers  # no key, no limit applied
     for expected in (200, 200, 429):
         r = http.post(gw.url + MAIL_IN, content=json.dumps({"email": EMAIL}).encode(),
-                      headers={"content-type": "text/plain"})
+                      headers={"content-type": "application/vnd.api+json"})
         assert r.status_code == expected
     assert len(upstream.received) == 6
     assert json.loads(upstream.received[0].body)["email"] is None  # the body passes unchanged

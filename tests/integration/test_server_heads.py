@@ -144,7 +144,7 @@ def test_a_refused_head_after_a_kept_alive_request_gets_431_on_the_same_connecti
     with socket.create_connection(("127.0.0.1", served.port), timeout=5) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: gw\r\n\r\n")
         reply = b""
-        while not reply.endswith(b'{"status":"ok"}'):
+        while not reply.endswith(b'{"status":"ok"}\n'):
             reply += sock.recv(65536)
         assert reply.startswith(b"HTTP/1.1 200")
         sock.sendall(head_of(LIMIT + 1))

@@ -31,8 +31,9 @@ def _wait_ping(port: int) -> None:
 class PrivateRedis:
     """A redis-server of this test's own, on its own port, that it may stop."""
 
-    def __init__(self) -> None:
+    def __init__(self, *args: str) -> None:
         self.port = free_port()
+        self.args = args  # extra redis-server arguments, e.g. "--maxmemory", "1mb"
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -42,7 +43,7 @@ class PrivateRedis:
     def start(self) -> PrivateRedis:
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--daemonize", "no"],
+             "--appendonly", "no", "--daemonize", "no", *self.args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _wait_ping(self.port)
         return self

@@ -13,6 +13,7 @@ with a small JSON body naming the path it saw):
     /reset             reads the request, then resets the connection
     /hang              reads the request and never answers
     /cookie            answers with Set-Cookie and credential-named headers
+    /retry-after/<v>   answers 429 with `Retry-After: <v>` (percent-decoded; "none": without)
     /echo-key          answers with innocently named headers holding the x-api-key it
                        received (`x-debug-auth: key=<it>`, `x-echo: <it>`), and `x-upstream: kept`
 """
@@ -25,6 +26,7 @@ import socket
 import struct
 import threading
 from dataclasses import dataclass, field
+from urllib.parse import unquote
 
 
 @dataclass
@@ -165,6 +167,10 @@ class Upstream:
         extra = b""
         if path.startswith("/status/"):
             status = int(path.rsplit("/", 1)[1])
+        if path.startswith("/retry-after/"):
+            status = 429
+            value = unquote(path.split("/")[2])
+            extra = b"" if value == "none" else b"retry-after: %s\r\n" % value.encode()
         if path == "/cookie":
             extra = (b"set-cookie: session=abc; Path=/\r\nx-api-key: leaked-api\r\n"
                      b"x-secret-key: leaked-secret\r\nx-tenant-id: leaked-tenant\r\n"

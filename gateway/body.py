@@ -1,0 +1,139 @@
+"""The caller's request body: read bounded, and read once the way Reusely reads it.
+
+Most routes stream the body through untouched (`stream`), bounded by the
+route's `max_body_bytes` whether or not a Content-Length was sent. Routes with
+`body:` limits must find the fields they count (`keyed_values`), and what the
+gateway counts must be what Reusely reads, or an attacker counts as a decoy
+while Reusely reads the victim. So a body-keyed request is accepted only in the
+one form both sides read alike:
+
+- its body is JSON (exactly one `Content-Type`, `application/json` or
+  `application/*+json`, any parameters), else 415: a form-encoded body that
+  merely looks like JSON would be read as a form by Reusely;
+- it is UTF-8 JSON whose objects name no key twice (parsers disagree on which
+  duplicate wins), else 400;
+- its query string names none of the route's body fields (`?email=`,
+  case-insensitively, `customer[email]` naming `customer.email`), else 400:
+  a framework that merges query and body would read the query's value;
+- a field's value is a string (or `null`: absent), valid Unicode (a lone
+  surrogate, escaped, is refused), else 400.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, MutableMapping
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+from gateway.errors import ClientDisconnected, InvalidBody, PayloadTooLarge, UnsupportedMediaType
+from gateway.limitkeys import normalise
+
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+
+
+def has_body(headers: dict[bytes, bytes]) -> bool:
+    length = headers.get(b"content-length")
+    return (length is not None and length.strip(b" ") != b"0") or b"transfer-encoding" in headers
+
+
+def check_length(headers: dict[bytes, bytes], limit: int) -> None:
+    """413 at once when the declared Content-Length is over the route's limit."""
+    length = headers.get(b"content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise PayloadTooLarge()
+
+
+async def stream(receive: Receive, limit: int) -> AsyncIterator[bytes]:
+    """The body's chunks as they arrive; 413 once more than `limit` bytes came."""
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge()
+        if chunk:
+            yield chunk
+        if not message.get("more_body"):
+            return
+
+
+async def read(receive: Receive, limit: int) -> bytes:
+    return b"".join([chunk async for chunk in stream(receive, limit)])
+
+
+def _is_json(value: bytes) -> bool:
+    media = value.split(b";", 1)[0].strip().lower()
+    return media == b"application/json" or (media.startswith(b"application/")
+                                             and media.endswith(b"+json"))
+
+
+def check_media_type(raw_headers: Iterable[tuple[bytes, bytes]]) -> None:
+    """415 unless exactly one Content-Type is sent and it is JSON."""
+    types = [v for n, v in raw_headers if n == b"content-type"]
+    if len(types) != 1 or not _is_json(types[0]):
+        raise UnsupportedMediaType()
+
+
+def _query_names(query: bytes) -> Iterable[str]:
+    for part in query.replace(b";", b"&").split(b"&"):
+        name = unquote_to_bytes(part.split(b"=", 1)[0].replace(b"+", b" "))
+        text = name.decode("utf-8", "replace").strip().lower()
+        # customer[email] and customer[email][] name customer.email
+        yield text.replace("][", ".").replace("[", ".").replace("]", "").rstrip(".")
+
+
+def check_query(query: bytes, fields: tuple[str, ...]) -> None:
+    """400 when the query string names one of the route's body fields."""
+    if not query:
+        return
+    wanted = {f.lower() for f in fields}
+    for name in _query_names(query):
+        if name in wanted:
+            raise InvalidBody(f"The query string names the body field {name!r}: send it "
+                              "in the JSON body only.")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise InvalidBody("The JSON body names a key twice.")
+    return out
+
+
+def keyed_values(body: bytes, fields: tuple[str, ...]) -> dict[str, str]:
+    """`{"body:<field>": normalised value}` for each field present, or InvalidBody."""
+    if not body:
+        return {}
+    try:
+        data = json.loads(body.decode("utf-8"), object_pairs_hook=_no_duplicates)
+    except InvalidBody:
+        raise
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise InvalidBody("The request body is not valid UTF-8 JSON.") from exc
+    if not isinstance(data, dict):
+        raise InvalidBody("The request body must be a JSON object.")
+    values: dict[str, str] = {}
+    for name in fields:
+        node: Any = data
+        for part in name.split("."):
+            if node is None:
+                break
+            if not isinstance(node, dict):
+                raise InvalidBody(f"The field {name!r} must be inside a JSON object.")
+            node = node.get(part)
+        if node is None:
+            continue
+        if not isinstance(node, str):
+            raise InvalidBody(f"The field {name!r} must be a string.")
+        try:
+            node.encode("utf-8")
+        except UnicodeEncodeError as exc:  # a lone surrogate, e.g. "\ud800"
+            raise InvalidBody(f"The field {name!r} is not valid Unicode.") from exc
+        value = normalise(name, node)
+        if value is not None:
+            values["body:" + name] = value
+    return values

@@ -1,0 +1,125 @@
+"""After the limits: Reusely's answer, what it means, and what the gateway keeps of it.
+
+In order, for one request that passed every check:
+
+    cache lookup                 a kept answer (X-Cache-Status: hit)
+    cooldowns.check_route        429 upstream_rate_limited while Reusely asked to wait
+    upstream.send                502 upstream_unavailable, 504 upstream_timeout
+    Reusely's 401                502 upstream_credentials_rejected
+    Reusely's 429                a cooldown starts; the answer passes through unchanged
+    keep                         for an Idempotency-Key, or the cache, before the last
+                                 byte reaches the caller
+    reply.stream                 everything else, as it arrives
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Collection
+from dataclasses import dataclass
+
+from gateway.cache import ResponseCache, cacheable
+from gateway.config import Route
+from gateway.cooldown import Cooldowns
+from gateway.errors import Headers, StoreError, UpstreamCredentialsRejected
+from gateway.exchange import Exchange
+from gateway.idempotency import MAX_KEPT_BYTES, Claim, keepable
+from gateway.metrics import Metrics
+from gateway.respond import Receive, Reply
+from gateway.upstream import Upstream, UpstreamResponse
+
+log = logging.getLogger("gateway.forward")
+
+
+@dataclass(slots=True)
+class Outgoing:
+    """One request as it goes to Reusely."""
+
+    route: Route
+    method: str
+    target: str
+    headers: Headers
+    content: bytes | AsyncIterator[bytes] | None
+    values: dict[str, str]  # the keyed values its limits counted (cooldowns key on them)
+    accept_encoding: bytes  # part of a cached answer's key
+
+
+class Forwarder:
+    def __init__(self, upstream: Upstream, cooldowns: Cooldowns, cache: ResponseCache,
+                 metrics: Metrics, secret_values: Collection[bytes]) -> None:
+        self._upstream, self._cooldowns, self._cache = upstream, cooldowns, cache
+        self._metrics, self._secret_values = metrics, secret_values
+
+    async def forward(self, out: Outgoing, receive: Receive, reply: Reply,
+                      claim: Claim | None) -> None:
+        route, ex = out.route, reply.ex
+        cache_key = None
+        if route.cache_ttl and out.method == "GET":
+            cache_key = (route.name, out.target.encode(), out.accept_encoding)
+            hit = self._cache.get(cache_key)
+            if hit is not None:
+                age = str(int(time.monotonic() - hit.stored_at)).encode()
+                await reply.whole(hit.status, [*hit.headers, (b"age", age),
+                                               (b"x-cache-status", b"hit")], hit.body)
+                return
+        self._cooldowns.check_route(route)
+        response = await self._send(out, ex)
+        if response.status == 429:
+            await self._cooldowns.start(route, out.values, response.header(b"retry-after"))
+        if claim is not None:
+            await self._keep_for_key(response, claim, receive, reply, route.timeout.read)
+            return
+        if cache_key is not None:
+            length = cacheable(response.status, response.headers)
+            if length is not None:
+                data = await response.read()
+                if len(data) == length:
+                    self._cache.put(cache_key, response.status, response.headers, data,
+                                    route.cache_ttl or 0)
+                await reply.whole(response.status,
+                                  [*response.headers, (b"x-cache-status", b"miss")], data)
+                return
+            ex.headers.append((b"x-cache-status", b"bypass"))
+        await reply.stream(response, receive, stall=route.timeout.read)
+
+    async def _send(self, out: Outgoing, ex: Exchange) -> UpstreamResponse:
+        """One request to Reusely; its 401 to the gateway's own credentials becomes ours."""
+        route = out.route
+        sent_at = time.perf_counter()
+        response = await self._upstream.send(route, out.method, out.target, out.headers,
+                                             out.content, secret_values=self._secret_values)
+        self._metrics.upstream_duration.labels(route.name).observe(time.perf_counter() - sent_at)
+        self._metrics.upstream_responses.labels(route.name, str(response.status)).inc()
+        ex.upstream_status = response.status
+        if response.status == 401:
+            await response.discard()
+            log.error("Reusely refused the gateway's credentials (401) on route %s: a lapsed "
+                      "subscription or a regenerated key", route.name)
+            raise UpstreamCredentialsRejected()
+        return response
+
+    @staticmethod
+    async def _keep_for_key(response: UpstreamResponse, claim: Claim, receive: Receive,
+                            reply: Reply, stall: float) -> None:
+        """Keep a keepable answer for its Idempotency-Key, or free the key, then answer."""
+        length = response.content_length
+        if keepable(response.status) and (length is None or length <= MAX_KEPT_BYTES):
+            data, complete = await response.read_up_to(MAX_KEPT_BYTES)
+            if complete:
+                await settle(claim.keep(response.status, response.headers, data))
+                await reply.whole(response.status, response.headers, data)
+                return
+            await settle(claim.free())  # too large to keep: streamed, the key free again
+            await reply.stream(response, receive, stall=stall, prefix=data)
+            return
+        await settle(claim.free())
+        await reply.stream(response, receive, stall=stall)
+
+
+async def settle(step: Awaitable[None]) -> None:
+    """Keep or free an idempotency key; Redis failing then is logged, not the caller's."""
+    try:
+        await step
+    except StoreError:
+        log.warning("could not keep or free an idempotency key; its marker will expire")

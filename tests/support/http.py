@@ -1,0 +1,36 @@
+"""What tests say about HTTP answers: the gateway's error shape, and common requests."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import httpx
+
+MAIL_IN = "/api/v3/public/offer/mail-in"
+CATALOG = "/api/v2/public/catalog"
+
+
+def sha(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def error_of(response: httpx.Response) -> str:
+    """The error code of one of the gateway's own answers, checking its whole shape."""
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"code", "message", "request_id"}
+    assert body["error"]["request_id"] == response.headers["x-request-id"]
+    return str(body["error"]["code"])
+
+
+def offer(**fields: Any) -> dict[str, Any]:
+    """A mail-in checkout body the sandbox would accept, with `fields` on top."""
+    return {"first_name": "Ada", "last_name": "Lovelace", "payout_method": "paypal",
+            "offer_detail": [{"product_id": 1, "condition_id": 2}], **fields}
+
+
+def status_line(reply: bytes) -> int:
+    """The status of a raw HTTP/1.1 reply (0 when the connection closed without one)."""
+    return int(reply.split(b" ", 2)[1]) if reply.startswith(b"HTTP/1.1 ") else 0
