@@ -209,7 +209,7 @@ class Gateway:
         target = ascii_target(raw_path, scope["query_string"])
         read: bytes | None = None  # the body, when an Idempotency-Key made us read it first
         claim: Claim | None = None
-        if route.idempotency and (key := Idempotency.key_of(route, scope["headers"])):
+        if route.idempotency and (key := Idempotency.key_of(route, ex.method, scope["headers"])):
             read = await self._read_whole(route, headers, receive)
             found = await self._claim(route, caller, key, fingerprint(ex.method, target, read))
             if isinstance(found, Replay):

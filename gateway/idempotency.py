@@ -61,6 +61,7 @@ from gateway.store import Store
 MAX_KEPT_BYTES = 1024 * 1024
 MARKER_SLACK = 10.0
 UNKEPT = frozenset({401, 408, 409, 425, 429})
+UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 IN_FLIGHT, KEPT = b"F", b"K"
 REPLAYED = (b"idempotent-replayed", b"true")
 MEMORY_BYTES = 64 * 1024 * 1024
@@ -179,9 +180,15 @@ class Idempotency:
         self._memory_bytes = 0
 
     @staticmethod
-    def key_of(route: Route, raw_headers: list[tuple[bytes, bytes]]) -> str | None:
-        """The request's key on an idempotent route: None when it has none to give."""
+    def key_of(route: Route, method: str, raw_headers: list[tuple[bytes, bytes]]) -> str | None:
+        """The request's key on an idempotent route: None when it has none to give.
+
+        Only POST, PUT, PATCH and DELETE are keyed: a GET or HEAD on a route that
+        also takes them is safe to repeat, and its header is ignored.
+        """
         assert route.idempotency is not None
+        if method not in UNSAFE:
+            return None
         key = parse_key([v for n, v in raw_headers if n == b"idempotency-key"])
         if key is None and route.idempotency.required:
             raise IdempotencyKeyRequired()

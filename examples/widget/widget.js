@@ -79,6 +79,50 @@ const GATEWAY = "http://127.0.0.1:8080";
     throw new GatewayError(kind, status, body, retryAfterSeconds(response.headers.get("Retry-After")));
   }
 
+  // --- one checkout attempt ---------------------------------------------------
+
+  // Automatic retries of one attempt: a dropped connection, the gateway still
+  // handling the first try (409), or a passing upstream error.
+  const RETRIES = 2;
+  const RETRYABLE = new Set([409, 502, 503, 504]);
+
+  function newKey() {
+    if (window.crypto && window.crypto.randomUUID) {
+      return window.crypto.randomUUID();
+    }
+    const bytes = new Uint8Array(16);
+    window.crypto.getRandomValues(bytes);
+    return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  }
+
+  function pause(seconds) {
+    return new Promise((resolve) => setTimeout(resolve, seconds * 1000));
+  }
+
+  // One Idempotency-Key per attempt, the same on each automatic retry: if a try
+  // did reach Reusely before its answer was lost, the retry gets that answer
+  // back (Idempotent-Replayed: true) instead of creating a second offer and
+  // using a second of the shopper's five checkouts an hour.
+  async function checkout(payload) {
+    const key = newKey();
+    for (let attempt = 0; ; attempt += 1) {
+      try {
+        return await call(MAIL_IN, {
+          method: "POST",
+          headers: { "Content-Type": "application/json", "Idempotency-Key": key },
+          body: payload,
+        });
+      } catch (err) {
+        const retryable = err instanceof GatewayError && attempt < RETRIES
+          && (err.kind === "network" || RETRYABLE.has(err.status));
+        if (!retryable) {
+          throw err;
+        }
+        await pause(err.retryAfter !== null ? Math.min(err.retryAfter, 5) : attempt + 1);
+      }
+    }
+  }
+
   async function list(path) {
     // Catalog lists come in a Laravel-like paginator under result.data.
     const items = [];
@@ -409,27 +453,17 @@ const GATEWAY = "http://127.0.0.1:8080";
         return;
       }
       const condition = selectedCondition();
-      const headers = { "Content-Type": "application/json" };
-      // IDEMPOTENCY-KEY: not sent yet. Once the gateway's CORS allows the
-      // Idempotency-Key request header on the mail-in route, make one key per
-      // checkout attempt (crypto.randomUUID()), keep it while that attempt is
-      // retried, and send it here:
-      //   headers["Idempotency-Key"] = attemptKey;
       setBusy(true);
       show("loading", "Sending your offer…");
       try {
-        const body = await call(MAIL_IN, {
-          method: "POST",
-          headers: headers,
-          body: JSON.stringify({
-            first_name: ui.firstName.value.trim(),
-            last_name: ui.lastName.value.trim(),
-            email: ui.email.value.trim(),
-            payout_method: ui.payout.value,
-            offer_detail: [{ product_id: state.productId, condition_id: condition }],
-            platform: "widget",
-          }),
-        });
+        const body = await checkout(JSON.stringify({
+          first_name: ui.firstName.value.trim(),
+          last_name: ui.lastName.value.trim(),
+          email: ui.email.value.trim(),
+          payout_method: ui.payout.value,
+          offer_detail: [{ product_id: state.productId, condition_id: condition }],
+          platform: "widget",
+        }));
         show("success", "");
         showOffer(body.result, condition);
       } catch (err) {

@@ -56,6 +56,7 @@ class Stack:
     gateway: str
     page: str  # origin on the gateway's allow-list
     foreign_page: str  # origin not on it
+    metrics: str  # the gateway's /metrics
 
 
 def free_port() -> int:
@@ -171,7 +172,8 @@ class Processes:
         )
         return url
 
-    def gateway(self, name: str, *, upstream: str, allow_origins: list[str]) -> str:
+    def gateway(self, name: str, *, upstream: str, allow_origins: list[str]) -> tuple[str, str]:
+        """The gateway's URL and its /metrics URL."""
         cli = Path(sys.executable).parent / "reusely-gateway"
         assert cli.exists(), f"{cli} is missing: install the package (pip install -e .)"
         port, metrics_port = free_port(), free_port()
@@ -187,7 +189,7 @@ class Processes:
         ]  # fmt: skip
         process = self.start(name, argv, clean_env(**self.keys(), REUSELY_BASE_URL=upstream))
         process.wait_until(f"{url}/healthz", status=200)
-        return url
+        return url, f"http://127.0.0.1:{metrics_port}/metrics"
 
     def page(self, name: str, *, port: int, gateway: str) -> str:
         url = f"http://127.0.0.1:{port}"
@@ -220,10 +222,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         sandbox = processes.sandbox()
         page_port, foreign_port = free_port(), free_port()
         page_origin = f"http://127.0.0.1:{page_port}"
-        gateway = processes.gateway("gateway", upstream=sandbox, allow_origins=[page_origin])
+        gateway, metrics = processes.gateway("gateway", upstream=sandbox,
+                                             allow_origins=[page_origin])
         page = processes.page("page", port=page_port, gateway=gateway)
         foreign = processes.page("foreign-page", port=foreign_port, gateway=gateway)
-        yield Stack(creds, sandbox, gateway, page, foreign)
+        yield Stack(creds, sandbox, gateway, page, foreign, metrics)
     finally:
         processes.stop()
 
@@ -237,9 +240,10 @@ def broken_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         dead = f"http://127.0.0.1:{free_port()}"
         page_port = free_port()
         page_origin = f"http://127.0.0.1:{page_port}"
-        gateway = processes.gateway("gateway", upstream=dead, allow_origins=[page_origin])
+        gateway, metrics = processes.gateway("gateway", upstream=dead,
+                                             allow_origins=[page_origin])
         page = processes.page("page", port=page_port, gateway=gateway)
-        yield Stack(creds, dead, gateway, page, page)
+        yield Stack(creds, dead, gateway, page, page, metrics)
     finally:
         processes.stop()
 

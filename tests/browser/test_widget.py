@@ -386,3 +386,73 @@ def test_reuselys_own_429_reads_like_the_gateways(
         page.screenshot(path=str(artifacts / f"reusely-429-{retry_after}.png"), full_page=True)
     finally:
         httpx.delete(f"{stack.sandbox}/_sandbox/state", trust_env=False).raise_for_status()
+
+
+def metric(stack: Stack, line_start: str) -> float:
+    text = httpx.get(stack.metrics, timeout=5).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(line_start))
+
+
+def test_a_lost_answer_retried_by_the_widget_makes_one_offer_and_uses_one_checkout(
+    stack: Stack, page: Page, traffic: Traffic, artifacts: Path
+) -> None:
+    """The phone's case: the first try reached Reusely, its answer was lost on the way.
+
+    The widget retries the same attempt with the same Idempotency-Key, and the
+    gateway answers it from the first answer: one offer, one of the five.
+    """
+    email = "lost.answer@example.com"
+    created = 'gateway_upstream_responses_total{route="checkout-mail-in",status="201"}'
+    created_before = metric(stack, created)
+    replays = 'gateway_idempotent_replays_total{route="checkout-mail-in"}'
+    replays_before = metric(stack, replays)
+    first: dict[str, Any] = {}
+
+    def lose_the_first_answer(route: Route) -> None:
+        if route.request.method == "POST" and not first:
+            answered = route.fetch()  # it reaches the gateway and Reusely...
+            first.update(status=answered.status, body=answered.json(),
+                         key=route.request.headers["idempotency-key"])
+            route.abort("connectionreset")  # ...but the page never sees the answer
+        else:
+            route.continue_()
+
+    page.route(f"{stack.gateway}{MAIL_IN}", lose_the_first_answer)
+    page.goto(stack.page + "/")
+    expect(page.locator("#reusely-trade-in")).to_have_attribute("data-ready", "true")
+    choose_device(page)
+    fill_details(page, email)
+    page.get_by_role("button", name="Get my offer").click()
+    expect(page.get_by_test_id("offer")).to_be_visible()
+    assert first["status"] == 201
+    expect(page.get_by_test_id("offer-id")).to_have_text(str(first["body"]["result"]["offer_id"]))
+    posts = [r for r in traffic.requests if r.method == "POST" and r.url.endswith(MAIL_IN)]
+    assert len(posts) == 2  # the lost try and its retry
+    assert {r.headers["idempotency-key"] for r in posts} == {first["key"]}
+    retry = posts[1].response()
+    assert retry is not None and retry.headers["idempotent-replayed"] == "true"
+    page.screenshot(path=str(artifacts / "checkout-replayed.png"), full_page=True)
+    assert metric(stack, created) - created_before == 1  # one offer created at Reusely
+    assert metric(stack, replays) - replays_before == 1
+    # One checkout of the five used: four more pass for this email, the fifth after them not.
+    for i in range(5):
+        r = httpx.post(stack.gateway + MAIL_IN, json={
+            "email": email, "first_name": "Ada", "last_name": "Lovelace",
+            "payout_method": "paypal", "offer_detail": [{"product_id": 1, "condition_id": 2}]})
+        assert r.status_code == (201 if i < 4 else 429), (i, r.text)
+
+
+def test_a_double_click_sends_one_checkout_with_one_key(
+    stack: Stack, page: Page, traffic: Traffic
+) -> None:
+    page.goto(stack.page + "/")
+    expect(page.locator("#reusely-trade-in")).to_have_attribute("data-ready", "true")
+    choose_device(page)
+    fill_details(page, "double.click@example.com")
+    page.get_by_role("button", name="Get my offer").dblclick()
+    expect(page.get_by_test_id("offer")).to_be_visible()
+    posts = [r for r in traffic.requests if r.method == "POST" and r.url.endswith(MAIL_IN)]
+    assert len(posts) == 1
+    key = posts[0].headers["idempotency-key"]
+    assert re.fullmatch(r"[0-9a-f-]{32,36}", key)
