@@ -53,9 +53,12 @@ from gateway.errors import (
     GatewayError,
     Headers,
     InternalError,
+    InvalidBody,
+    PayloadTooLarge,
     RateLimited,
     RateLimiterUnavailable,
     StoreError,
+    UnsupportedMediaType,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
@@ -283,9 +286,28 @@ class Gateway:
     async def _read_keyed(route: Route, scope: Scope, headers: dict[bytes, bytes],
                           receive: Receive, limits: LimitCheck | None,
                           read: bytes | None) -> tuple[bytes, dict[str, str]]:
-        """A body-keyed route's body, read once and bounded, and the values it is counted by."""
-        if limits is not None:
+        """A body-keyed route's body, read once and bounded, and the values it is counted by.
+
+        The cheap limits (ip, client, global) answer first whatever the body. A large
+        body, or one of unknown length, is not read before they are checked (one
+        read-only Redis call). A small one (`body.SMALL`) costs less to read and
+        parse than that call, so it is read first and every limit is then decided
+        in one call; if the body is refused (400, 413, 415), the cheap limits are
+        checked before that answer, so the caller gets the same answer either way.
+        """
+        small = body.is_small(headers, read)
+        if limits is not None and not small:
             await limits.cheap()
+        try:
+            return await Gateway._keyed_body(route, scope, headers, receive, read)
+        except (InvalidBody, PayloadTooLarge, UnsupportedMediaType):
+            if limits is not None and small:
+                await limits.cheap()
+            raise
+
+    @staticmethod
+    async def _keyed_body(route: Route, scope: Scope, headers: dict[bytes, bytes],
+                          receive: Receive, read: bytes | None) -> tuple[bytes, dict[str, str]]:
         body.check_query(scope["query_string"], route.body_fields)
         if read is None:
             body.check_length(headers, route.max_body_bytes)
