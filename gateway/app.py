@@ -85,10 +85,12 @@ _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._-]{1,128}$")
 
 class Gateway:
     def __init__(self, settings: Settings, *, registry: CollectorRegistry | None = None,
-                 transport: Transport | None = None, storage: Storage | None = None) -> None:
+                 transport: Transport | None = None, storage: Storage | None = None,
+                 metrics_flush_seconds: float | None = None) -> None:
         policy = settings.policy
         self.settings = settings
-        self.metrics = Metrics(registry or CollectorRegistry(), version=__version__)
+        self.metrics = Metrics(registry or CollectorRegistry(), version=__version__,
+                               flush_seconds=metrics_flush_seconds)
         self.access_log = AccessLog()
         self.routes = RouteTable(policy.routes)
         self.cors = CorsPolicy(policy.cors, policy.routes)
@@ -143,6 +145,8 @@ class Gateway:
 
     async def shutdown(self) -> None:
         self.health.ready = False
+        self.access_log.flush()
+        self.metrics.flush()
         await self.upstream.aclose()
         await self.cooldowns.aclose()
         await self.store.aclose()
@@ -170,12 +174,9 @@ class Gateway:
             elapsed = time.perf_counter() - start
             self.metrics.observe_request(ex.route, method_label(ex.method), ex.status,
                                          ex.client, elapsed)
-            self.access_log.record({
-                "request_id": ex.request_id.decode(), "client": ex.client, "route": ex.route,
-                "method": ex.method, "path": ex.path, "status": ex.status,
-                "duration_ms": round(elapsed * 1000, 3), "upstream_status": ex.upstream_status,
-                "limited": ex.limited,
-            })
+            self.access_log.record(ex.request_id.decode(), ex.client, ex.route, ex.method,
+                                   ex.path, ex.status, round(elapsed * 1000, 3),
+                                   ex.upstream_status, ex.limited)
 
     async def _refuse(self, exc: GatewayError, reply: Reply) -> None:
         ex = reply.ex
@@ -334,7 +335,7 @@ def create_app_from_env() -> Gateway:
     The master validated the policy and passes its text in GATEWAY_POLICY_TEXT
     (after a SIGHUP, the last good one), so a worker never boots on a bad file.
     """
-    from gateway.metrics import multiprocess_registry
+    from gateway.metrics import FLUSH_SECONDS, multiprocess_registry
 
     environ = os.environ
     text = environ.get("GATEWAY_POLICY_TEXT")
@@ -349,9 +350,10 @@ def create_app_from_env() -> Gateway:
     if settings.limit_key_secret is not None:
         secrets += (settings.limit_key_secret.reveal(),)
     hide_in_logs(secrets)
-    registry = multiprocess_registry() if environ.get("PROMETHEUS_MULTIPROC_DIR") else None
+    multiprocess = bool(environ.get("PROMETHEUS_MULTIPROC_DIR"))
     try:
-        return create_app(settings, registry=registry)
+        return create_app(settings, registry=multiprocess_registry() if multiprocess else None,
+                          metrics_flush_seconds=FLUSH_SECONDS if multiprocess else None)
     except Exception as exc:  # noqa: BLE001 - reported without a traceback
         log.error("the gateway cannot start: %s: %s", type(exc).__name__, exc)
         raise SystemExit(3) from None
