@@ -45,6 +45,10 @@ class AccessLog:
         self._pending: list[str] = []
         self._second = -1
         self._stamp = ""
+        # Rendered values (route, client, method, path: few distinct ones) while the
+        # secret values stay the same object; bounded, so unique paths cost no memory.
+        self._rendered: dict[tuple[str, bool], str] = {}
+        self._rendered_for: tuple[str, ...] | None = None
 
     def record(self, request_id: str, client: str, route: str, method: str, path: str,
                status: int, duration_ms: float, upstream_status: int | None,
@@ -58,11 +62,14 @@ class AccessLog:
             self._logger.info("request", extra={"access": fields})
             return
         secrets = self._target[1].secrets
+        if secrets is not self._rendered_for:
+            self._rendered.clear()
+            self._rendered_for = secrets
         now = time.time()
         line = (f'{{"time":{self._time(now)},"level":"info","logger":"gateway.access",'
-                f'"request_id":{_text(request_id, secrets)},"client":{_text(client, secrets)},'
-                f'"route":{_text(route, secrets)},"method":{_text(method, secrets)},'
-                f'"path":{json.dumps(mask(hide(path, secrets)))},"status":{status},'
+                f'"request_id":{_text(request_id, secrets)},"client":{self._text(client)},'
+                f'"route":{self._text(route)},"method":{self._text(method)},'
+                f'"path":{self._text(path, masked=True)},"status":{status},'
                 f'"duration_ms":{duration_ms!r},'
                 f'"upstream_status":{"null" if upstream_status is None else upstream_status},'
                 f'"limited":{"true" if limited else "false"}}}')
@@ -76,6 +83,17 @@ class AccessLog:
                 self.flush()
                 return
         self._pending.append(line)
+
+    def _text(self, value: str, *, masked: bool = False) -> str:
+        """A JSON string of `value`, secrets hidden (and masked, for the path)."""
+        found = self._rendered.get((value, masked))
+        if found is None:
+            secrets = self._rendered_for or ()
+            found = json.dumps(mask(hide(value, secrets)) if masked else hide(value, secrets))
+            if len(self._rendered) >= 4096:
+                self._rendered.clear()
+            self._rendered[(value, masked)] = found
+        return found
 
     def _time(self, now: float) -> str:
         second = int(now)

@@ -133,7 +133,7 @@ class Family:
         self._children: dict[tuple[str, ...], Pending] = {}
 
     def labels(self, *values: str, **named: str) -> Pending:
-        key = values or tuple(named[n] for n in self._names)
+        key = values or (tuple(named[n] for n in self._names) if named else ())
         child = self._children.get(key)
         if child is None:
             real = self._metric.labels(*key) if self._names else self._metric
