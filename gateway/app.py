@@ -53,9 +53,12 @@ from gateway.errors import (
     GatewayError,
     Headers,
     InternalError,
+    InvalidBody,
+    PayloadTooLarge,
     RateLimited,
     RateLimiterUnavailable,
     StoreError,
+    UnsupportedMediaType,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
@@ -82,10 +85,12 @@ _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._-]{1,128}$")
 
 class Gateway:
     def __init__(self, settings: Settings, *, registry: CollectorRegistry | None = None,
-                 transport: Transport | None = None, storage: Storage | None = None) -> None:
+                 transport: Transport | None = None, storage: Storage | None = None,
+                 metrics_flush_seconds: float | None = None) -> None:
         policy = settings.policy
         self.settings = settings
-        self.metrics = Metrics(registry or CollectorRegistry(), version=__version__)
+        self.metrics = Metrics(registry or CollectorRegistry(), version=__version__,
+                               flush_seconds=metrics_flush_seconds)
         self.access_log = AccessLog()
         self.routes = RouteTable(policy.routes)
         self.cors = CorsPolicy(policy.cors, policy.routes)
@@ -140,6 +145,8 @@ class Gateway:
 
     async def shutdown(self) -> None:
         self.health.ready = False
+        self.access_log.flush()
+        self.metrics.flush()
         await self.upstream.aclose()
         await self.cooldowns.aclose()
         await self.store.aclose()
@@ -167,12 +174,9 @@ class Gateway:
             elapsed = time.perf_counter() - start
             self.metrics.observe_request(ex.route, method_label(ex.method), ex.status,
                                          ex.client, elapsed)
-            self.access_log.record({
-                "request_id": ex.request_id.decode(), "client": ex.client, "route": ex.route,
-                "method": ex.method, "path": ex.path, "status": ex.status,
-                "duration_ms": round(elapsed * 1000, 3), "upstream_status": ex.upstream_status,
-                "limited": ex.limited,
-            })
+            self.access_log.record(ex.request_id.decode(), ex.client, ex.route, ex.method,
+                                   ex.path, ex.status, round(elapsed * 1000, 3),
+                                   ex.upstream_status, ex.limited)
 
     async def _refuse(self, exc: GatewayError, reply: Reply) -> None:
         ex = reply.ex
@@ -283,9 +287,28 @@ class Gateway:
     async def _read_keyed(route: Route, scope: Scope, headers: dict[bytes, bytes],
                           receive: Receive, limits: LimitCheck | None,
                           read: bytes | None) -> tuple[bytes, dict[str, str]]:
-        """A body-keyed route's body, read once and bounded, and the values it is counted by."""
-        if limits is not None:
+        """A body-keyed route's body, read once and bounded, and the values it is counted by.
+
+        The cheap limits (ip, client, global) answer first whatever the body. A large
+        body, or one of unknown length, is not read before they are checked (one
+        read-only Redis call). A small one (`body.SMALL`) costs less to read and
+        parse than that call, so it is read first and every limit is then decided
+        in one call; if the body is refused (400, 413, 415), the cheap limits are
+        checked before that answer, so the caller gets the same answer either way.
+        """
+        small = body.is_small(headers, read)
+        if limits is not None and not small:
             await limits.cheap()
+        try:
+            return await Gateway._keyed_body(route, scope, headers, receive, read)
+        except (InvalidBody, PayloadTooLarge, UnsupportedMediaType):
+            if limits is not None and small:
+                await limits.cheap()
+            raise
+
+    @staticmethod
+    async def _keyed_body(route: Route, scope: Scope, headers: dict[bytes, bytes],
+                          receive: Receive, read: bytes | None) -> tuple[bytes, dict[str, str]]:
         body.check_query(scope["query_string"], route.body_fields)
         if read is None:
             body.check_length(headers, route.max_body_bytes)
@@ -312,7 +335,7 @@ def create_app_from_env() -> Gateway:
     The master validated the policy and passes its text in GATEWAY_POLICY_TEXT
     (after a SIGHUP, the last good one), so a worker never boots on a bad file.
     """
-    from gateway.metrics import multiprocess_registry
+    from gateway.metrics import FLUSH_SECONDS, multiprocess_registry
 
     environ = os.environ
     text = environ.get("GATEWAY_POLICY_TEXT")
@@ -327,9 +350,10 @@ def create_app_from_env() -> Gateway:
     if settings.limit_key_secret is not None:
         secrets += (settings.limit_key_secret.reveal(),)
     hide_in_logs(secrets)
-    registry = multiprocess_registry() if environ.get("PROMETHEUS_MULTIPROC_DIR") else None
+    multiprocess = bool(environ.get("PROMETHEUS_MULTIPROC_DIR"))
     try:
-        return create_app(settings, registry=registry)
+        return create_app(settings, registry=multiprocess_registry() if multiprocess else None,
+                          metrics_flush_seconds=FLUSH_SECONDS if multiprocess else None)
     except Exception as exc:  # noqa: BLE001 - reported without a traceback
         log.error("the gateway cannot start: %s: %s", type(exc).__name__, exc)
         raise SystemExit(3) from None

@@ -32,6 +32,19 @@ from gateway.limitkeys import normalise
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 
 
+SMALL = 4096  # bytes: a body this size costs less to read and parse than a Redis call
+
+
+def is_small(headers: dict[bytes, bytes], read: bytes | None) -> bool:
+    """A body known to be at most SMALL bytes: none, a small Content-Length, or read."""
+    if read is not None:
+        return len(read) <= SMALL
+    if b"transfer-encoding" in headers:
+        return False
+    length = headers.get(b"content-length", b"0").strip(b" ")
+    return length.isdigit() and int(length) <= SMALL
+
+
 def has_body(headers: dict[bytes, bytes]) -> bool:
     length = headers.get(b"content-length")
     return (length is not None and length.strip(b" ") != b"0") or b"transfer-encoding" in headers

@@ -37,7 +37,8 @@ def when_ready(server: Any) -> None:
     from prometheus_client import CollectorRegistry, Gauge
 
     from gateway.environment import parse_bind
-    from gateway.metrics import multiprocess_registry, start_metrics_server
+    from gateway.metrics import multiprocess_registry
+    from gateway.metricsserver import start_metrics_server
 
     bind = parse_bind(os.environ.get("GATEWAY_METRICS_BIND") or DEFAULTS["GATEWAY_METRICS_BIND"],
                       "GATEWAY_METRICS_BIND")

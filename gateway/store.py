@@ -18,8 +18,8 @@ read the reply -- is the call given up as `timeout`. A worker too busy to hear
 an answer within `HARD_SECONDS` of wall-clock time gives up as `busy`, which
 features must treat as a refusal whatever `on_error` says. Connection-level
 failures (refused, reset, closed) come back at once as `unreachable`.
-redis-py's own socket timeouts are set to HARD_SECONDS so they never fire
-first.
+redis-py's own read timeout is off (it would be one more wall-clock timer per
+command, and would fire first); its connect timeout is HARD_SECONDS.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from limits.aio.storage import MemoryStorage, Storage
 from limits.errors import StorageError
 from limits.storage import storage_from_string
 from redis.asyncio import RedisCluster
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from gateway.errors import StoreError
 
@@ -137,7 +137,7 @@ class Store:
     @staticmethod
     def _connect(url: str) -> Storage:
         storage = storage_from_string("async+" + url, implementation="redispy",
-                                      wrap_exceptions=True, socket_timeout=HARD_SECONDS,
+                                      wrap_exceptions=True, socket_timeout=None,
                                       socket_connect_timeout=HARD_SECONDS)
         assert isinstance(storage, Storage)
         return storage
@@ -150,8 +150,9 @@ class Store:
         """Await one call to Redis (or the memory storage), bounded; failures -> StoreError."""
         try:
             return await attend(call, self.budget)
-        except (StorageError, RedisError, OSError) as exc:
-            # OSError covers ConnectionError (refused, reset) and a socket TimeoutError.
+        except (StorageError, RedisError, RedisClusterException, OSError) as exc:
+            # OSError covers ConnectionError (refused, reset) and a socket TimeoutError;
+            # RedisClusterException (no node reachable, slots not covered) is no RedisError.
             log.warning("redis could not answer: %s", type(exc).__name__)
             raise StoreError("unreachable") from exc
         except StoreError as exc:

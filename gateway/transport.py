@@ -27,8 +27,7 @@ idempotent and a reused keep-alive connection turns out to be closed.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -47,13 +46,13 @@ EXCEPTIONS: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] =
 Timeouts = tuple[float, float, float, float]  # connect, read, write, pool (seconds)
 
 
-@contextmanager
-def _mapped() -> Iterator[None]:
-    try:
-        yield
-    except tuple(foreign for foreign, _ in EXCEPTIONS) as exc:
-        ours = next(httpx_type for foreign, httpx_type in EXCEPTIONS if isinstance(exc, foreign))
-        raise ours(str(exc) or type(exc).__name__) from exc
+FOREIGN = tuple(foreign for foreign, _ in EXCEPTIONS)
+
+
+def _mapped(exc: BaseException) -> httpx.TransportError:
+    """The httpx exception for one of aiohttp's (or the OS's), by the table above."""
+    ours = next(httpx_type for foreign, httpx_type in EXCEPTIONS if isinstance(exc, foreign))
+    return ours(str(exc) or type(exc).__name__)
 
 
 class RawResponse:
@@ -67,9 +66,11 @@ class RawResponse:
         self.headers: list[tuple[bytes, bytes]] = list(response.raw_headers)
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        with _mapped():
+        try:
             async for chunk in self._response.content.iter_any():
                 yield chunk
+        except FOREIGN as exc:
+            raise _mapped(exc) from exc
 
     def release(self) -> None:
         """Back to the pool when read to its end; otherwise the connection is closed."""
@@ -130,14 +131,13 @@ class AiohttpTransport:
         source = _Body(body) if body is not None and not isinstance(body, bytes) else None
         data: Any = source.chunks() if source is not None else (body or None)
         try:
-            with _mapped():
-                response = await session.request(
-                    method, yarl.URL(url, encoded=True), headers=headers, data=data,
-                    allow_redirects=False, compress=None, timeout=self._timeout(timeouts))
-        except httpx.TransportError:
+            response = await session.request(
+                method, yarl.URL(url, encoded=True), headers=headers, data=data,
+                allow_redirects=False, compress=None, timeout=self._timeout(timeouts))
+        except FOREIGN as exc:
             if source is not None and source.error is not None:
                 raise source.error from None
-            raise
+            raise _mapped(exc) from exc
         return RawResponse(response)
 
     async def aclose(self) -> None:

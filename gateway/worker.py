@@ -242,12 +242,9 @@ class DrainingHttpProtocol(HttpToolsProtocol):
         url = getattr(self, "url", b"") if self._head_begun else b""
         method = self.parser.get_method().decode("ascii", "replace") if url else ""
         since = self._head_since or self.loop.time()
-        self._access_log.record({
-            "request_id": request_id, "client": "public", "route": "unmatched",
-            "method": method, "path": url.split(b"?", 1)[0].decode("ascii", "replace"),
-            "status": 431, "duration_ms": round((self.loop.time() - since) * 1000, 3),
-            "upstream_status": None, "limited": False,
-        })
+        self._access_log.record(request_id, "public", "unmatched", method,
+                                url.split(b"?", 1)[0].decode("ascii", "replace"), 431,
+                                round((self.loop.time() - since) * 1000, 3), None, False)
 
 
 class DrainingServer(Server):

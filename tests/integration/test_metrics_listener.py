@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.metrics import LISTENER_CONNECTIONS, LISTENER_TIMEOUT, SCRAPE_THREADS
+from gateway.metricsserver import LISTENER_CONNECTIONS, LISTENER_TIMEOUT, SCRAPE_THREADS
 from tests.support.gateway import ServedGateway
 from tests.support.upstream import Upstream
 

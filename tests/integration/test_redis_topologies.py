@@ -59,5 +59,9 @@ def test_a_cluster_url_counts_across_nodes_with_the_two_phase_path(gateway_facto
         assert codes == [200] * 5 + [429] + [200] * 2
         assert len(upstream.received) == 7
         assert ready["redis"] == "up"
+        cluster.stop()  # no node answers: the route's on_error (deny) decides, not a 500
+        with httpx.Client(timeout=10) as http:
+            r = http.post(gw.url + "/api/v3/public/offer/mail-in", json={"email": "c@example.com"})
+        assert r.status_code == 503 and r.json()["error"]["code"] == "rate_limiter_unavailable"
     finally:
         cluster.stop()

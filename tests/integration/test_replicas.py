@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.gateway import ServedGateway
+from tests.support.gateway import ServedGateway, wait_for
 from tests.support.upstream import Upstream
 
 MAIL_IN = "/api/v3/public/offer/mail-in"
@@ -71,7 +71,10 @@ def test_three_replicas_on_one_redis_allow_five_checkouts_per_email_in_total(
         assert len(upstream.received) == 5
         assert [r.headers["x-ratelimit-remaining"] for r in answers[:5]] == \
             ["4", "3", "2", "1", "0"]
-        # Each replica refused what the others had used up.
-        refused = [metric(http, s, "gateway_rate_limited_total") for s in replicas]
+        # Each replica refused what the others had used up (counts reach the
+        # scrape within the workers' 0.1 s flush).
+        refused = wait_for(lambda: (counts := [metric(http, s, "gateway_rate_limited_total")
+                                               for s in replicas]) and sum(counts) == 4
+                           and counts, "the refusals to be counted", timeout=5)
         assert sum(refused) == 4
         assert all(count >= 1 for count in refused)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
+import re
 import sys
 from collections.abc import Iterator
 
@@ -92,9 +94,9 @@ def test_each_record_is_one_json_line_with_time_level_logger_and_message(capture
 def test_configured_secret_values_are_replaced_wherever_they_appear(capture):
     logger, stream = capture
     logger.info("sent x-api-key %s to %s", SECRETS[0], f"/x/{SECRETS[1]}/y")
-    AccessLog(logger).record({"request_id": SECRETS[0], "client": "public", "route": "r",
-                              "method": "GET", "path": f"/c/{SECRETS[1]}", "status": 200,
-                              "duration_ms": 1.5, "upstream_status": 200, "limited": False})
+    AccessLog(logger).record(request_id=SECRETS[0], client="public", route="r", method="GET",
+                             path=f"/c/{SECRETS[1]}", status=200, duration_ms=1.5,
+                             upstream_status=200, limited=False)
     text = stream.getvalue()
     assert not any(s in text for s in SECRETS)
     assert text.count("[secret]") == 4
@@ -134,7 +136,7 @@ def test_an_access_line_holds_exactly_its_fields_with_the_path_masked(capture):
     fields = {"request_id": "abc", "client": "public", "route": "catalog", "method": "GET",
               "path": "/api/v2/public/catalog/john@example.com/+15550100000", "status": 200,
               "duration_ms": 3.25, "upstream_status": 200, "limited": False}
-    AccessLog(logger).record(fields)
+    AccessLog(logger).record(**fields)  # type: ignore[arg-type]
     [line] = lines(stream)
     assert set(line) == {"time", "level", "logger", *ACCESS_FIELDS}
     assert line["path"] == "/api/v2/public/catalog/[email]/[phone]"
@@ -145,8 +147,47 @@ def test_an_access_line_holds_exactly_its_fields_with_the_path_masked(capture):
 def test_the_access_log_writes_nothing_when_info_is_off(capture):
     logger, stream = capture
     logger.setLevel(logging.WARNING)
-    AccessLog(logger).record({"path": "/x"})
+    AccessLog(logger).record("r", "public", "r", "GET", "/x", 200, 1.0, 200, False)
     assert stream.getvalue() == ""
+
+
+@pytest.mark.parametrize("fields", [
+    {"request_id": "abc", "client": "public", "route": "catalog", "method": "GET",
+     "path": "/api/v2/public/catalog/john@example.com/+15550100000", "status": 200,
+     "duration_ms": 3.25, "upstream_status": 200, "limited": False},
+    {"request_id": "a" * 128, "client": "pricing-team", "route": "unmatched", "method": "PATCH",
+     "path": f"/\u00e9\"\\\x01/{SECRETS[0]}/\U0001f600", "status": 429,
+     "duration_ms": 0.001, "upstream_status": None, "limited": True},
+    {"request_id": SECRETS[1], "client": "public", "route": "r", "method": "GET", "path": "",
+     "status": 0, "duration_ms": 12345.678, "upstream_status": 502, "limited": False},
+])
+def test_the_access_line_is_byte_for_byte_what_the_json_formatter_writes(capture, fields):
+    logger, stream = capture
+    AccessLog(logger).record(**fields)
+    [written] = stream.getvalue().splitlines()
+    record = logging.LogRecord("gateway.access", logging.INFO, __file__, 1, "request", None, None)
+    record.access = fields
+    expected = logger.handlers[0].formatter.format(record)  # type: ignore[union-attr]
+    time_of = re.compile(r'^\{"time":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z",')
+    assert time_of.match(written) and time_of.match(expected)
+    assert time_of.sub("", written) == time_of.sub("", expected)
+
+
+def test_the_lines_of_one_loop_turn_go_out_in_one_write(capture):
+    logger, stream = capture
+    writes: list[str] = []
+    real_write = stream.write
+    stream.write = lambda text: writes.append(text) or real_write(text)  # type: ignore[method-assign]
+
+    async def three_requests() -> None:
+        log = AccessLog(logger)
+        for i in range(3):
+            log.record(f"r{i}", "public", "r", "GET", "/x", 200, 1.0, 200, False)
+        assert writes == []  # not yet: at the end of this turn
+        await asyncio.sleep(0)
+
+    asyncio.run(three_requests())
+    assert len(writes) == 1 and len(lines(stream)) == 3
 
 
 def test_empty_and_very_short_values_are_not_treated_as_secrets():

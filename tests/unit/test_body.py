@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from gateway.body import check_media_type, check_query, has_body, keyed_values
+from gateway.body import check_media_type, check_query, has_body, is_small, keyed_values
 from gateway.errors import InvalidBody, UnsupportedMediaType
 
 EMAIL = ("email",)
@@ -111,3 +111,13 @@ def test_a_body_is_announced_by_a_length_or_chunking():
     assert has_body({b"transfer-encoding": b"chunked"})
     assert not has_body({b"content-length": b"0"})
     assert not has_body({})
+
+
+def test_a_small_body_is_one_known_to_be_at_most_4_kib():
+    assert is_small({}, None)  # no body at all
+    assert is_small({b"content-length": b"4096"}, None)
+    assert not is_small({b"content-length": b"4097"}, None)
+    assert not is_small({b"content-length": b"12, 12"}, None)
+    assert not is_small({b"transfer-encoding": b"chunked"}, None)  # unknown until read
+    assert is_small({b"transfer-encoding": b"chunked"}, b"x" * 4096)  # known once read
+    assert not is_small({}, b"x" * 4097)

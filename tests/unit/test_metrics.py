@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,14 +13,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.config import METHODS
-from gateway.metrics import (
-    BUCKETS,
-    Metrics,
-    clear_multiprocess_dir,
-    method_label,
-    metrics_wsgi,
-    start_metrics_server,
-)
+from gateway.metrics import BUCKETS, Metrics, clear_multiprocess_dir, method_label
+from gateway.metricsserver import metrics_wsgi, start_metrics_server
 from tests.support.gateway import free_port
 
 # CONTRACT §8: exposed name -> (type, labels).
@@ -158,3 +153,51 @@ def test_clearing_the_multiprocess_dir_removes_only_metric_files(tmp_path: Path)
     fresh = tmp_path / "new" / "dir"
     clear_multiprocess_dir(str(fresh))
     assert fresh.is_dir()
+
+
+def samples(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for m in registry.collect() for s in m.samples if not s.name.endswith("_created")}
+
+
+def test_batched_writes_once_flushed_equal_direct_ones():
+    direct_registry, batched_registry = CollectorRegistry(), CollectorRegistry()
+    direct = Metrics(direct_registry, version="t")
+    batched = Metrics(batched_registry, version="t", flush_seconds=60)
+
+    async def traffic(metrics: Metrics) -> None:
+        for i, seconds in enumerate([0.0001, 0.0005, 0.003, 0.7, 61.0, 0.0005, 2.5, 0.0]):
+            metrics.in_flight.inc()
+            metrics.observe_request("catalog", "GET", 200 if i % 3 else 429, "public", seconds)
+            metrics.upstream_duration.labels("catalog").observe(seconds / 2)
+            metrics.upstream_responses.labels("catalog", "200").inc()
+            metrics.limiter_duration.observe(seconds / 1000)
+            metrics.limiter_errors.inc()
+            metrics.credential_reloads.labels(result="ok").inc()
+            if i % 2:
+                metrics.in_flight.dec()
+
+    async def both() -> None:
+        await traffic(direct)
+        await traffic(batched)
+        assert samples(batched_registry) != samples(direct_registry)  # held back
+        batched.flush()
+
+    asyncio.run(both())
+    assert samples(batched_registry) == samples(direct_registry)
+    assert direct_registry.get_sample_value("gateway_requests_in_flight") == 4
+
+
+def test_a_batch_flushes_itself_after_its_interval():
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, version="t", flush_seconds=0.05)
+
+    async def go() -> tuple[float | None, float | None]:
+        metrics.observe_request("r", "GET", 200, "public", 0.01)
+        before = registry.get_sample_value("gateway_requests_total", {
+            "route": "r", "method": "GET", "status": "200", "client": "public"})
+        await asyncio.sleep(0.1)
+        return before, registry.get_sample_value("gateway_requests_total", {
+            "route": "r", "method": "GET", "status": "200", "client": "public"})
+
+    assert asyncio.run(go()) == (0.0, 1.0)

@@ -10,7 +10,8 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
-from gateway.metrics import Metrics, MetricsListener, metrics_wsgi
+from gateway.metrics import Metrics
+from gateway.metricsserver import MetricsListener, metrics_wsgi
 from tests.support.gateway import free_port, raw_request
 
 TIMEOUT = 0.5
