@@ -239,7 +239,7 @@ class Gateway:
         ex = reply.ex
         ex.headers.append(NO_STORE)
         if ex.method not in QUOTA_METHODS:
-            raise MethodNotAllowed(QUOTA_METHODS)
+            raise MethodNotAllowed(list(QUOTA_METHODS))
         caller = self.access.caller(headers.get(b"authorization"))
         ex.client = caller.name
         if caller.client is None:

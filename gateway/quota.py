@@ -37,7 +37,7 @@ from gateway.limitkeys import field_kind, normalise
 from gateway.store import Store
 
 QUOTA_PATH = "/gateway/quota"
-QUOTA_METHODS = ["GET", "HEAD"]
+QUOTA_METHODS = ("GET", "HEAD")
 
 
 @dataclass(frozen=True, slots=True)
