@@ -4,6 +4,7 @@ The request path is plain calls in one place (`Gateway._handle`), the cheap
 refusals first and the body last:
 
     health                          /healthz, /readyz: never routed
+    quota                           GET /gateway/quota: 401, 405, 503; never routed (quota.py)
     routes.match                    400 invalid_path, 404, 405
     cors                            a preflight answered (204 / 403); 403 origin_not_allowed
     access.caller, .authorize       401, 403
@@ -54,10 +55,12 @@ from gateway.errors import (
     Headers,
     InternalError,
     InvalidBody,
+    MethodNotAllowed,
     PayloadTooLarge,
     RateLimited,
     RateLimiterUnavailable,
     StoreError,
+    Unauthorized,
     UnsupportedMediaType,
     UpstreamTimeout,
     UpstreamUnavailable,
@@ -66,13 +69,14 @@ from gateway.exchange import Exchange
 from gateway.forward import Forwarder, Outgoing
 from gateway.forwarding import Forwarding
 from gateway.headers import clean_request_headers
+from gateway.health import NO_STORE, Health
 from gateway.health import PATHS as HEALTH
-from gateway.health import Health
 from gateway.idempotency import Claim, Idempotency, Replay, fingerprint
 from gateway.limiter import LimitCheck, Limiter
 from gateway.limitkeys import LimitKeys
 from gateway.logsetup import hide_in_logs
 from gateway.metrics import Metrics, method_label
+from gateway.quota import QUOTA_METHODS, QUOTA_PATH, Quotas
 from gateway.respond import Receive, Reply, Scope, Send
 from gateway.routing import RouteTable, check_path
 from gateway.store import Store
@@ -196,6 +200,9 @@ class Gateway:
         if ex.path in HEALTH and ex.method in ("GET", "HEAD"):
             await self.health.answer(ex.path, reply)
             return
+        if ex.path == QUOTA_PATH:
+            await self._quota(scope, headers, reply)
+            return
         raw_path: bytes = scope.get("raw_path") or ex.path.encode()
         check_path(raw_path)
         preflight = self.cors.is_preflight(ex.method, headers)
@@ -230,6 +237,24 @@ class Gateway:
                     await claim.free()
                 except StoreError:
                     log.warning("could not free an idempotency key; its marker will expire")
+
+    async def _quota(self, scope: Scope, headers: dict[bytes, bytes], reply: Reply) -> None:
+        """What is left of the calling client's limits: read, never consumed nor forwarded."""
+        ex = reply.ex
+        ex.headers.append(NO_STORE)
+        if ex.method not in QUOTA_METHODS:
+            raise MethodNotAllowed(list(QUOTA_METHODS))
+        caller = self.access.caller(headers.get(b"authorization"))
+        ex.client = caller.name
+        if caller.client is None:
+            raise Unauthorized("A client's bearer token is required to see its quota.")
+        client = scope.get("client")
+        network = self.forwarding.resolve(client[0] if client else "0.0.0.0",
+                                          headers.get(b"x-forwarded-for"),
+                                          scope.get("scheme", "http"),
+                                          headers.get(b"x-forwarded-proto"))
+        await reply.json(200, await Quotas(self.settings, self.limiter, self.store).answer(
+            caller.client, ip_key=network.limit_key, headers=headers))
 
     async def _limit_and_forward(self, scope: Scope, headers: dict[bytes, bytes],
                                  receive: Receive, reply: Reply, route: Route, caller: Caller,

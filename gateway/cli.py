@@ -1,4 +1,4 @@
-"""`reusely-gateway`: serve, check-config, schema, token new, sandbox.
+"""`reusely-gateway`: serve, check-config, schema, token new, sandbox, limits show|reset.
 
 Settings are built here from argv and the environment. `serve` validates
 them, prepares the environment the workers read (the validated policy text,
@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
-from gateway import __version__
+from gateway import __version__, cli_limits
 from gateway.config import Settings
 from gateway.credentials import status_of
 from gateway.environment import format_bind, load_settings, parse_bind, policy_text
@@ -44,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     token_verbs.add_parser("new", help="print a new random token and its token_sha256 line")
     sandbox = verbs.add_parser("sandbox", help="run a local Reusely stand-in")
     sandbox.add_argument("--bind", default="127.0.0.1:8081", help="HOST:PORT (127.0.0.1:8081)")
+    cli_limits.add_parser(verbs)
     return parser
 
 
@@ -175,6 +176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return schema(args)
         if args.verb == "token":
             return token_new(args)
+        if args.verb == "limits":
+            return cli_limits.run(args, _load(_environ(args), args)[0])
         return sandbox(args)
     except ConfigError as exc:
         for problem in exc.problems:

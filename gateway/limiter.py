@@ -111,15 +111,16 @@ class Limiter:
             limits = limits + self._clients[client.name]
         if not limits:
             return None
-        values: dict[str, str] = {}
-        for limit in limits:
-            field = limit.rule.field
-            if limit.rule.kind == "header" and field and field.encode() in headers:
-                value = normalise(field, headers[field.encode()].decode("latin-1"))
-                if value is not None:
-                    values[limit.rule.per] = value
         return LimitCheck(self, route, limits, client.name if client else "public", ip_key,
-                          values)
+                          header_values(limits, headers))
+
+    def route_limits(self, route: str) -> tuple[Limit, ...]:
+        """A route's windows, as every check counts them (read-only: for quotas)."""
+        return self._routes[route]
+
+    def client_limits(self, client: str) -> tuple[Limit, ...]:
+        """A client's own windows, counted across routes (read-only: for quotas)."""
+        return self._clients.get(client, ())
 
     def counted(self, limits: tuple[Limit, ...], *, client: str, ip_key: str,
                 values: dict[str, str] | None) -> list[Counted]:
@@ -188,6 +189,18 @@ class Limiter:
 
     async def aclose(self) -> None:
         await self._store.aclose()
+
+
+def header_values(limits: tuple[Limit, ...], headers: dict[bytes, bytes]) -> dict[str, str]:
+    """The normalised values of the `header:` limits among `limits`, when sent."""
+    values: dict[str, str] = {}
+    for limit in limits:
+        field = limit.rule.field
+        if limit.rule.kind == "header" and field and field.encode() in headers:
+            value = normalise(field, headers[field.encode()].decode("latin-1"))
+            if value is not None:
+                values[limit.rule.per] = value
+    return values
 
 
 class LimitCheck:

@@ -136,9 +136,10 @@ class Store:
 
     @staticmethod
     def _connect(url: str) -> Storage:
+        options: dict[str, Any] = {"socket_timeout": None,  # limits' stub says float
+                                   "socket_connect_timeout": HARD_SECONDS}
         storage = storage_from_string("async+" + url, implementation="redispy",
-                                      wrap_exceptions=True, socket_timeout=None,
-                                      socket_connect_timeout=HARD_SECONDS)
+                                      wrap_exceptions=True, **options)
         assert isinstance(storage, Storage)
         return storage
 
