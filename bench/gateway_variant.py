@@ -15,8 +15,9 @@ from collections.abc import AsyncIterator
 
 import httpx
 
-from gateway.app import Gateway, create_app, create_app_from_env
+from gateway.app import Gateway, create_app
 from gateway.environment import load_settings
+from gateway.factory import create_app_from_env
 
 
 def httpx_app() -> Gateway:

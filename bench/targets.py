@@ -106,7 +106,7 @@ class GatewaySpec:
 
     policy: Path
     python: Path | None = None  # None: `.venv/bin/reusely-gateway serve`
-    app: str = "gateway.app:create_app_from_env()"
+    app: str = "gateway.factory:create_app_from_env()"
     checks: str = "gateway"
 
 

@@ -46,10 +46,8 @@ from gateway.config import Route, Settings
 from gateway.cooldown import Cooldowns
 from gateway.cors import CorsPolicy
 from gateway.credentials import CredentialSet, status_of
-from gateway.environment import load_settings
 from gateway.errors import (
     ClientDisconnected,
-    ConfigError,
     CredentialNotConfigured,
     GatewayError,
     Headers,
@@ -58,8 +56,6 @@ from gateway.errors import (
     MethodNotAllowed,
     PayloadTooLarge,
     RateLimited,
-    RateLimiterUnavailable,
-    StoreError,
     Unauthorized,
     UnsupportedMediaType,
     UpstreamTimeout,
@@ -67,14 +63,13 @@ from gateway.errors import (
 )
 from gateway.exchange import Exchange
 from gateway.forward import Forwarder, Outgoing
-from gateway.forwarding import Forwarding
+from gateway.forwarding import Forwarding, Network
 from gateway.headers import clean_request_headers
 from gateway.health import NO_STORE, Health
 from gateway.health import PATHS as HEALTH
 from gateway.idempotency import Claim, Idempotency, Replay, fingerprint
 from gateway.limiter import LimitCheck, Limiter
 from gateway.limitkeys import LimitKeys
-from gateway.logsetup import hide_in_logs
 from gateway.metrics import Metrics, method_label
 from gateway.quota import QUOTA_METHODS, QUOTA_PATH, Quotas
 from gateway.respond import Receive, Reply, Scope, Send
@@ -107,6 +102,7 @@ class Gateway:
         self.cooldowns = Cooldowns(settings, self.store, keys, self.metrics)
         self.idempotency = Idempotency(self.store, keys)
         self.health = Health(settings, self.store)
+        self.quotas = Quotas(settings, self.limiter, self.store)
         secret_values = tuple(s.reveal().encode("latin-1")
                               for s in settings.credentials.values() if s is not None)
         self.upstream = Upstream(settings, transport=transport)
@@ -221,8 +217,9 @@ class Gateway:
         read: bytes | None = None  # the body, when an Idempotency-Key made us read it first
         claim: Claim | None = None
         if route.idempotency and (key := Idempotency.key_of(route, ex.method, scope["headers"])):
-            read = await self._read_whole(route, headers, receive)
-            found = await self._claim(route, caller, key, fingerprint(ex.method, target, read))
+            read = await body.read_whole(route, headers, receive)
+            found = await self.idempotency.claim(route, caller.name, key,
+                                                 fingerprint(ex.method, target, read))
             if isinstance(found, Replay):
                 self.metrics.idempotent_replays.labels(route.name).inc()
                 await reply.whole(found.status, found.headers, found.body)
@@ -232,11 +229,8 @@ class Gateway:
             await self._limit_and_forward(scope, headers, receive, reply, route, caller,
                                           target, read, claim)
         finally:
-            if claim is not None and not claim.settled:
-                try:  # the gateway's own answer, or an error: the key is free again
-                    await claim.free()
-                except StoreError:
-                    log.warning("could not free an idempotency key; its marker will expire")
+            if claim is not None:
+                await claim.release()  # unless kept: the gateway's own answer, or an error
 
     async def _quota(self, scope: Scope, headers: dict[bytes, bytes], reply: Reply) -> None:
         """What is left of the calling client's limits: read, never consumed nor forwarded."""
@@ -248,23 +242,21 @@ class Gateway:
         ex.client = caller.name
         if caller.client is None:
             raise Unauthorized("A client's bearer token is required to see its quota.")
+        await reply.json(200, await self.quotas.answer(
+            caller.client, ip_key=self._network(scope, headers).limit_key, headers=headers))
+
+    def _network(self, scope: Scope, headers: dict[bytes, bytes]) -> Network:
         client = scope.get("client")
-        network = self.forwarding.resolve(client[0] if client else "0.0.0.0",
-                                          headers.get(b"x-forwarded-for"),
-                                          scope.get("scheme", "http"),
-                                          headers.get(b"x-forwarded-proto"))
-        await reply.json(200, await Quotas(self.settings, self.limiter, self.store).answer(
-            caller.client, ip_key=network.limit_key, headers=headers))
+        return self.forwarding.resolve(client[0] if client else "0.0.0.0",
+                                       headers.get(b"x-forwarded-for"),
+                                       scope.get("scheme", "http"),
+                                       headers.get(b"x-forwarded-proto"))
 
     async def _limit_and_forward(self, scope: Scope, headers: dict[bytes, bytes],
                                  receive: Receive, reply: Reply, route: Route, caller: Caller,
                                  target: str, read: bytes | None, claim: Claim | None) -> None:
         ex = reply.ex
-        client = scope.get("client")
-        network = self.forwarding.resolve(client[0] if client else "0.0.0.0",
-                                          headers.get(b"x-forwarded-for"),
-                                          scope.get("scheme", "http"),
-                                          headers.get(b"x-forwarded-proto"))
+        network = self._network(scope, headers)
         limits = self.limiter.begin(route, caller.client, ip_key=network.limit_key,
                                     headers=headers)
         content: bytes | AsyncIterator[bytes] | None = read
@@ -275,7 +267,7 @@ class Gateway:
             values = limits.values(values)
             ex.headers += await limits.full(values, self.cooldowns.keyed(route, values))
         if read is None and not route.body_fields:
-            content = self._stream(route, headers, receive)
+            content = body.streamed(route, headers, receive)
         out = [*clean_request_headers(scope["headers"]), *self._credentials(route),
                (b"x-forwarded-for", network.forwarded_for),
                (b"x-forwarded-proto", network.forwarded_proto),
@@ -290,23 +282,6 @@ class Gateway:
         if found is None:
             raise CredentialNotConfigured()
         return found
-
-    async def _claim(self, route: Route, caller: Caller, key: str,
-                     print_: bytes) -> Claim | Replay | None:
-        """The key claimed, or the answer to replay; Redis failing follows `on_error`."""
-        try:
-            return await self.idempotency.claim(route, caller.name, key, print_)
-        except StoreError as exc:
-            if exc.kind == "busy" or route.on_error == "deny":
-                raise RateLimiterUnavailable() from exc
-            log.warning("idempotency keys unavailable (%s): handling the request without",
-                        exc.kind)
-            return None
-
-    @staticmethod
-    async def _read_whole(route: Route, headers: dict[bytes, bytes], receive: Receive) -> bytes:
-        body.check_length(headers, route.max_body_bytes)
-        return await body.read(receive, route.max_body_bytes) if body.has_body(headers) else b""
 
     @staticmethod
     async def _read_keyed(route: Route, scope: Scope, headers: dict[bytes, bytes],
@@ -325,60 +300,14 @@ class Gateway:
         if limits is not None and not small:
             await limits.cheap()
         try:
-            return await Gateway._keyed_body(route, scope, headers, receive, read)
+            return await body.read_keyed(route, scope["query_string"], headers, scope["headers"],
+                                         receive, read)
         except (InvalidBody, PayloadTooLarge, UnsupportedMediaType):
             if limits is not None and small:
                 await limits.cheap()
             raise
 
-    @staticmethod
-    async def _keyed_body(route: Route, scope: Scope, headers: dict[bytes, bytes],
-                          receive: Receive, read: bytes | None) -> tuple[bytes, dict[str, str]]:
-        body.check_query(scope["query_string"], route.body_fields)
-        if read is None:
-            body.check_length(headers, route.max_body_bytes)
-            if not body.has_body(headers):
-                return b"", {}
-        body.check_media_type(scope["headers"])
-        raw = read if read is not None else await body.read(receive, route.max_body_bytes)
-        return raw, body.keyed_values(raw, route.body_fields)
-
-    @staticmethod
-    def _stream(route: Route, headers: dict[bytes, bytes],
-                receive: Receive) -> AsyncIterator[bytes] | None:
-        body.check_length(headers, route.max_body_bytes)
-        return body.stream(receive, route.max_body_bytes) if body.has_body(headers) else None
 
 
 def create_app(settings: Settings, **kwargs: Any) -> Gateway:
     return Gateway(settings, **kwargs)
-
-
-def create_app_from_env() -> Gateway:
-    """The gunicorn worker factory: settings from the environment `serve` prepared.
-
-    The master validated the policy and passes its text in GATEWAY_POLICY_TEXT
-    (after a SIGHUP, the last good one), so a worker never boots on a bad file.
-    """
-    from gateway.metrics import FLUSH_SECONDS, multiprocess_registry
-
-    environ = os.environ
-    text = environ.get("GATEWAY_POLICY_TEXT")
-    try:
-        settings = load_settings(environ, text=text,
-                                 source=environ.get("GATEWAY_POLICY_SOURCE"))
-    except ConfigError as exc:
-        for problem in exc.problems:
-            log.error("configuration: %s", problem)
-        raise SystemExit(2) from None
-    secrets = tuple(s.reveal() for s in settings.credentials.values() if s is not None)
-    if settings.limit_key_secret is not None:
-        secrets += (settings.limit_key_secret.reveal(),)
-    hide_in_logs(secrets)
-    multiprocess = bool(environ.get("PROMETHEUS_MULTIPROC_DIR"))
-    try:
-        return create_app(settings, registry=multiprocess_registry() if multiprocess else None,
-                          metrics_flush_seconds=FLUSH_SECONDS if multiprocess else None)
-    except Exception as exc:  # noqa: BLE001 - reported without a traceback
-        log.error("the gateway cannot start: %s: %s", type(exc).__name__, exc)
-        raise SystemExit(3) from None

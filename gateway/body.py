@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mutabl
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+from gateway.config import Route
 from gateway.errors import ClientDisconnected, InvalidBody, PayloadTooLarge, UnsupportedMediaType
 from gateway.limitkeys import normalise
 
@@ -43,6 +44,34 @@ def is_small(headers: dict[bytes, bytes], read: bytes | None) -> bool:
         return False
     length = headers.get(b"content-length", b"0").strip(b" ")
     return length.isdigit() and int(length) <= SMALL
+
+
+async def read_whole(route: Route, headers: dict[bytes, bytes], receive: Receive) -> bytes:
+    """A route's whole body, bounded by its `max_body_bytes` (an Idempotency-Key's case)."""
+    check_length(headers, route.max_body_bytes)
+    return await read(receive, route.max_body_bytes) if has_body(headers) else b""
+
+
+def streamed(route: Route, headers: dict[bytes, bytes],
+             receive: Receive) -> AsyncIterator[bytes] | None:
+    """A route's body as it arrives, bounded, or None when the request has none."""
+    check_length(headers, route.max_body_bytes)
+    return stream(receive, route.max_body_bytes) if has_body(headers) else None
+
+
+async def read_keyed(route: Route, query: bytes, headers: dict[bytes, bytes],
+                     raw_headers: Iterable[tuple[bytes, bytes]], receive: Receive,
+                     read_already: bytes | None) -> tuple[bytes, dict[str, str]]:
+    """A body-keyed route's body, read once (unless `read_already`), and its keyed values."""
+    check_query(query, route.body_fields)
+    if read_already is None:
+        check_length(headers, route.max_body_bytes)
+        if not has_body(headers):
+            return b"", {}
+    check_media_type(raw_headers)
+    raw = read_already if read_already is not None else await read(receive,
+                                                                   route.max_body_bytes)
+    return raw, keyed_values(raw, route.body_fields)
 
 
 def has_body(headers: dict[bytes, bytes]) -> bool:

@@ -81,7 +81,7 @@ def serve(args: argparse.Namespace) -> int:
     env["GATEWAY_LOG_LEVEL"] = settings.log_level
     argv = [sys.executable, "-m", "gunicorn", "--config", "python:gateway.gunicorn_conf",
             "--bind", format_bind(settings.bind), "--workers", str(settings.workers),
-            "--log-level", settings.log_level, "gateway.app:create_app_from_env()"]
+            "--log-level", settings.log_level, "gateway.factory:create_app_from_env()"]
     sys.stdout.flush()
     os.execve(sys.executable, argv, env)
     return 0  # not reached

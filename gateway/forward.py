@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Collection
+from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
 
 from gateway.cache import ResponseCache, cacheable
 from gateway.config import Route
 from gateway.cooldown import Cooldowns
-from gateway.errors import Headers, StoreError, UpstreamCredentialsRejected
+from gateway.errors import Headers, UpstreamCredentialsRejected
 from gateway.exchange import Exchange
 from gateway.idempotency import MAX_KEPT_BYTES, Claim, keepable
 from gateway.metrics import Metrics
@@ -107,19 +107,12 @@ class Forwarder:
         if keepable(response.status) and (length is None or length <= MAX_KEPT_BYTES):
             data, complete = await response.read_up_to(MAX_KEPT_BYTES)
             if complete:
-                await settle(claim.keep(response.status, response.headers, data))
+                await claim.keep(response.status, response.headers, data)
                 await reply.whole(response.status, response.headers, data)
                 return
-            await settle(claim.free())  # too large to keep: streamed, the key free again
+            await claim.release()  # too large to keep: streamed, the key free again
             await reply.stream(response, receive, stall=stall, prefix=data)
             return
-        await settle(claim.free())
+        await claim.release()
         await reply.stream(response, receive, stall=stall)
 
-
-async def settle(step: Awaitable[None]) -> None:
-    """Keep or free an idempotency key; Redis failing then is logged, not the caller's."""
-    try:
-        await step
-    except StoreError:
-        log.warning("could not keep or free an idempotency key; its marker will expire")

@@ -41,6 +41,7 @@ Every marker carries a random token: a request frees or replaces only its own.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import struct
 import time
@@ -54,10 +55,13 @@ from gateway.errors import (
     IdempotencyKeyRequired,
     IdempotencyKeyReused,
     InvalidIdempotencyKey,
+    RateLimiterUnavailable,
+    StoreError,
 )
 from gateway.limitkeys import LimitKeys
 from gateway.store import Store
 
+log = logging.getLogger("gateway.idempotency")
 MAX_KEPT_BYTES = 1024 * 1024
 MARKER_SLACK = 10.0
 UNKEPT = frozenset({401, 408, 409, 425, 429})
@@ -161,14 +165,26 @@ class Claim:
         self.settled = False
 
     async def keep(self, status: int, headers: Headers, body: bytes) -> None:
+        """Keep Reusely's answer for later requests with the key (best effort: the answer
+        reaches the caller either way; if Redis fails now, the marker just expires)."""
         self.settled = True
-        await self._keeper.settle(self._name, self.marker,
-                                  pack(self.marker, status, headers, body), self._ttl)
+        try:
+            await self._keeper.settle(self._name, self.marker,
+                                      pack(self.marker, status, headers, body), self._ttl)
+        except StoreError:
+            log.warning("could not keep an answer for its idempotency key; it will expire")
 
     async def free(self) -> None:
         if not self.settled:
             self.settled = True
             await self._keeper.settle(self._name, self.marker, b"", 0)
+
+    async def release(self) -> None:
+        """Free the key unless it was kept; Redis failing then only lets the marker expire."""
+        try:
+            await self.free()
+        except StoreError:
+            log.warning("could not free an idempotency key; its marker will expire")
 
 
 class Idempotency:
@@ -194,8 +210,25 @@ class Idempotency:
             raise IdempotencyKeyRequired()
         return key
 
-    async def claim(self, route: Route, caller: str, key: str, print_: bytes) -> Claim | Replay:
-        """Hold the key for this request, or the kept answer to replay; 409 / 422."""
+    async def claim(self, route: Route, caller: str, key: str,
+                    print_: bytes) -> Claim | Replay | None:
+        """Hold the key for this request, or the kept answer to replay; 409 / 422.
+
+        When Redis cannot answer, the route's `on_error` decides: `allow` handles
+        the request without idempotency (None), `deny` answers 503; a worker too
+        busy to hear Redis answers 503 either way.
+        """
+        try:
+            return await self._claim_or_replay(route, caller, key, print_)
+        except StoreError as exc:
+            if exc.kind == "busy" or route.on_error == "deny":
+                raise RateLimiterUnavailable() from exc
+            log.warning("idempotency keys unavailable (%s): handling the request without",
+                        exc.kind)
+            return None
+
+    async def _claim_or_replay(self, route: Route, caller: str, key: str,
+                               print_: bytes) -> Claim | Replay:
         assert route.idempotency is not None
         scoped = self._keys.hide("idem", caller + "\0" + key)
         name = f"rg/idem/{route.name}/{scoped}"
