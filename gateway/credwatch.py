@@ -146,6 +146,7 @@ class CredentialWatcher:
 
     def _run(self) -> None:
         self.check(first=True)
+        problem = ""
         while not self._stop.is_set():
             directories = self._directories()
             try:
@@ -158,8 +159,10 @@ class CredentialWatcher:
                         recursive=False, debug=False):
                     self.check()  # an event, or a timeout: the poll
             except (OSError, RuntimeError) as exc:  # watchfiles' own errors are RuntimeErrors
-                log.warning("cannot watch the credential files' directories (%s); looking at "
-                            "the files every %g s instead", exc, self._poll)
+                if str(exc) != problem:  # said once, not at every retry
+                    problem = str(exc)
+                    log.warning("cannot watch the credential files' directories (%s); looking "
+                                "at the files every %g s instead", problem, self._poll)
                 self._poll_for(RETRY_WATCH_SECONDS)
 
     def _poll_for(self, seconds: float) -> None:

@@ -285,3 +285,18 @@ def test_every_value_held_since_start_up_is_dropped_from_answers(http, start, ke
         assert "x-echo" not in r.headers, value
     r = http.get(gw.url + "/b/echo-value/harmless-value")
     assert r.headers["x-echo"] == "harmless-value"
+
+
+def test_a_file_in_a_directory_made_later_is_found_by_the_poll(http, gateway_factory, keyed,
+                                                               tmp_path, logs):
+    later = tmp_path / "not-yet"
+    gw = gateway_factory(POLICY, upstream_url=keyed.url, credential_poll=0.3,
+                         env={"REUSELY_MARKETPLACE_KEY_FILE": str(later / "marketplace-key")})
+    assert http.get(gw.url + "/m/x").status_code == 503
+    later.mkdir()
+    (later / "marketplace-key").write_text("market-8888aaaa\n")
+    wait_for(lambda: http.get(gw.url + "/m/y").status_code == 200, "the route enabled",
+             timeout=SWITCH)
+    assert keyed.received[-1].header("x-marketplace-key") == "market-8888aaaa"
+    warned = [m for m in messages(logs) if m.startswith("cannot watch")]
+    assert len(warned) == 1 and "looking at the files every 0.3 s instead" in warned[0]
