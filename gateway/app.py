@@ -32,7 +32,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from limits.aio.storage import Storage
@@ -45,7 +45,8 @@ from gateway.cache import ResponseCache
 from gateway.config import Route, Settings
 from gateway.cooldown import Cooldowns
 from gateway.cors import CorsPolicy
-from gateway.credentials import CredentialSet, status_of
+from gateway.credentials import CredentialSet, fingerprints, status_of
+from gateway.credwatch import POLL_SECONDS, CredentialWatcher
 from gateway.errors import (
     ClientDisconnected,
     CredentialNotConfigured,
@@ -85,7 +86,13 @@ _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._-]{1,128}$")
 class Gateway:
     def __init__(self, settings: Settings, *, registry: CollectorRegistry | None = None,
                  transport: Transport | None = None, storage: Storage | None = None,
-                 metrics_flush_seconds: float | None = None) -> None:
+                 metrics_flush_seconds: float | None = None,
+                 hide_in_logs: Callable[[tuple[str, ...]], None] | None = None,
+                 credential_poll: float = POLL_SECONDS) -> None:
+        """`metrics_flush_seconds`: how often metrics counted in memory are written (None:
+        at once); `hide_in_logs` is told every secret value the logs must hide, again
+        whenever a credential file brings a new one; `credential_poll` is how often
+        credential files are looked at besides their directories' watch (seconds)."""
         policy = settings.policy
         self.settings = settings
         self.metrics = Metrics(registry or CollectorRegistry(), version=__version__,
@@ -95,6 +102,11 @@ class Gateway:
         self.cors = CorsPolicy(policy.cors, policy.routes)
         self.access = Access(TokenTable(policy.clients))
         self.credentials = CredentialSet(settings.credentials, policy.routes)
+        self._hide_in_logs = hide_in_logs
+        self._hide_secrets()
+        self.credential_files = CredentialWatcher(
+            self.credentials, settings.credential_files, self.metrics, poll=credential_poll,
+            on_new_value=self._hide_secrets)
         self.forwarding = Forwarding(policy.limits.trusted_proxies)
         self.store = Store(settings.redis_url, budget=policy.limits.timeout, storage=storage)
         keys = LimitKeys(settings.limit_key)
@@ -103,11 +115,9 @@ class Gateway:
         self.idempotency = Idempotency(self.store, keys)
         self.health = Health(settings, self.store)
         self.quotas = Quotas(settings, self.limiter, self.store)
-        secret_values = tuple(s.reveal().encode("latin-1")
-                              for s in settings.credentials.values() if s is not None)
         self.upstream = Upstream(settings, transport=transport)
         self.forwarder = Forwarder(self.upstream, self.cooldowns, ResponseCache(), self.metrics,
-                                   secret_values)
+                                   self.credentials.seen, credentials=self.credential_files)
 
     # -- ASGI ---------------------------------------------------------------
 
@@ -130,9 +140,20 @@ class Gateway:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
+    def _hide_secrets(self) -> None:
+        """Tell the logs every credential value held since start-up, and the limit key."""
+        if self._hide_in_logs is None:
+            return
+        secrets = (*(s.reveal() for s in self.settings.credentials.values() if s is not None),
+                   *(v.decode("latin-1") for v in self.credentials.seen))
+        if self.settings.limit_key_secret is not None:
+            secrets += (self.settings.limit_key_secret.reveal(),)
+        self._hide_in_logs(secrets)
+
     def startup(self) -> None:
         settings = self.settings
         self.cooldowns.begin_polling()
+        self.credential_files.start()
         for warning in settings.warnings:
             log.warning("%s", warning)
         enabled = [r.name for r in settings.policy.routes if r.name not in settings.disabled_routes]
@@ -141,12 +162,21 @@ class Gateway:
                  __version__, len(settings.policy.routes), len(settings.policy.clients),
                  ", ".join(f"{k} {v}" for k, v in status_of(settings.credentials).items()),
                  settings.base_url_display)
+        for name, missing in ((n, self.credentials.missing(n)) for n in enabled):
+            if missing:  # set, yet unusable: a value no HTTP header can carry
+                log.error("route %s is disabled: %s holds a line break or control character",
+                          name, ", ".join(missing))
+        held = fingerprints(settings.credentials)
+        if held:
+            log.info("credential fingerprints (first 8 hex digits of SHA-256): %s",
+                     ", ".join(f"{k} {v}" for k, v in held.items()))
         self.health.ready = True
 
     async def shutdown(self) -> None:
         self.health.ready = False
         self.access_log.flush()
         self.metrics.flush()
+        await self.credential_files.aclose()
         await self.upstream.aclose()
         await self.cooldowns.aclose()
         await self.store.aclose()

@@ -19,8 +19,15 @@ from urllib.parse import urlsplit
 
 from gateway import __version__, cli_limits
 from gateway.config import Settings
-from gateway.credentials import status_of
-from gateway.environment import format_bind, load_settings, parse_bind, policy_text
+from gateway.credentials import fingerprints, status_of
+from gateway.environment import (
+    STARTUP_LIMIT_KEY,
+    format_bind,
+    load_settings,
+    parse_bind,
+    policy_text,
+    startup_limit_key,
+)
 from gateway.errors import ConfigError
 from gateway.tokens import token_sha256
 
@@ -74,6 +81,9 @@ def serve(args: argparse.Namespace) -> int:
     env.pop("GATEWAY_POLICY_TEXT", None)
     env["GATEWAY_POLICY_TEXT"] = text
     env["GATEWAY_POLICY_SOURCE"] = source
+    fixed = startup_limit_key(settings)  # every worker, now and later, hashes with this key
+    if fixed:
+        env[STARTUP_LIMIT_KEY] = fixed
     metrics_dir = env.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="gateway-metrics-")
     clear_multiprocess_dir(metrics_dir)
     env["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
@@ -96,6 +106,10 @@ def check_config(args: argparse.Namespace) -> int:
     print("credentials: " + ", ".join(f"{k} {v}" for k, v in status.items()))
     for name, path in settings.credential_files.items():
         print(f"  {name} from file {path}")
+    held = fingerprints(settings.credentials)  # the same line the running gateway logs
+    if held:
+        print("credential fingerprints (first 8 hex digits of SHA-256): "
+              + ", ".join(f"{k} {v}" for k, v in held.items()))
     print(f"limit key: {settings.limit_key_source}")
     if settings.redis_url:
         parts = urlsplit(settings.redis_url)

@@ -93,6 +93,7 @@ def load_settings(environ: Mapping[str, str], *, text: str | None = None,
         policy = parse_policy(parse_yaml(text, source))
     except ConfigError as exc:
         problems.extend(exc.problems)
+    fixed = _startup_limit_key(environ.get(STARTUP_LIMIT_KEY), problems)
     credentials: dict[str, Secret | None] = {}
     credential_problems: dict[str, str] = {}
     files: dict[str, str] = {}
@@ -102,7 +103,7 @@ def load_settings(environ: Mapping[str, str], *, text: str | None = None,
         value, problem = read_env_value(environ, env)
         if name == "limit_key_secret":
             secret = Secret(value) if value else None
-            if problem:
+            if problem and fixed is None:  # with the start-up key, the file is not needed
                 problems.append(problem)
             continue
         credentials[name] = Secret(value) if value else None
@@ -132,7 +133,7 @@ def load_settings(environ: Mapping[str, str], *, text: str | None = None,
         problems.append(f"GATEWAY_LOG_LEVEL: {log_level!r} is not one of {', '.join(LOG_LEVELS)}")
     if problems:
         raise ConfigError(problems)
-    limit_key, limit_key_source = _limit_key(secret, credentials["api_key"])
+    limit_key, limit_key_source = fixed or _limit_key(secret, credentials["api_key"])
     disabled = {route.name: missing for route in policy.routes
                 if (missing := tuple(c for c in route.credentials if credentials[c] is None))}
     warnings = [
@@ -163,6 +164,40 @@ def load_settings(environ: Mapping[str, str], *, text: str | None = None,
 SECRET_LIMIT_KEY = "GATEWAY_LIMIT_KEY_SECRET"
 DERIVED_LIMIT_KEY = "derived from REUSELY_API_KEY"
 RANDOM_LIMIT_KEY = "random per process"
+# The limit key `serve` worked out at start-up, for its workers: `secret:<hex>` or
+# `derived:<hex>`. Not a setting: `serve` sets it in the environment gunicorn and
+# its workers inherit (readable only by the gateway's own user, like the
+# credentials), so that every worker, including one gunicorn starts later or a
+# SIGHUP replaces, hashes with the same key although the API key or the limit key
+# file may have changed since. Without it each worker would derive its key from
+# the file as it finds it, and a rotated API key would split the counts.
+STARTUP_LIMIT_KEY = "GATEWAY_STARTUP_LIMIT_KEY"
+_STARTUP_SOURCES = {"secret": SECRET_LIMIT_KEY, "derived": DERIVED_LIMIT_KEY}
+
+
+def startup_limit_key(settings: Settings) -> str | None:
+    """What `serve` passes its workers in STARTUP_LIMIT_KEY; None for a random key.
+
+    A random key (neither a secret nor an API key set) stays random per process.
+    """
+    tag = next((t for t, source in _STARTUP_SOURCES.items()
+                if source == settings.limit_key_source), None)
+    return None if tag is None else f"{tag}:{settings.limit_key.hex()}"
+
+
+def _startup_limit_key(raw: str | None, problems: list[str]) -> tuple[bytes, str] | None:
+    if not raw:
+        return None
+    tag, _, key = raw.partition(":")
+    try:
+        value = bytes.fromhex(key)
+    except ValueError:
+        value = b""
+    if tag not in _STARTUP_SOURCES or not value:
+        problems.append(f"{STARTUP_LIMIT_KEY}: set by `reusely-gateway serve` for its workers "
+                        "only; unset it")
+        return None
+    return value, _STARTUP_SOURCES[tag]
 
 
 def _limit_key(secret: Secret | None, api_key: Secret | None) -> tuple[bytes, str]:

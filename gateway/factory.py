@@ -3,7 +3,8 @@
 `serve` validates the policy in the master and passes its text to the workers
 in GATEWAY_POLICY_TEXT (after a SIGHUP, the last good one), so a worker never
 boots on a bad file; each worker builds its settings from that environment,
-tells the log formatters which secret values to hide, and builds the app
+has the app tell the log formatters which secret values to hide (again after
+a credential file changes), and builds the app
 with the metrics of prometheus_client's multiprocess mode, written in batches.
 """
 
@@ -32,14 +33,11 @@ def create_app_from_env() -> Gateway:
         for problem in exc.problems:
             log.error("configuration: %s", problem)
         raise SystemExit(2) from None
-    secrets = tuple(s.reveal() for s in settings.credentials.values() if s is not None)
-    if settings.limit_key_secret is not None:
-        secrets += (settings.limit_key_secret.reveal(),)
-    hide_in_logs(secrets)
     multiprocess = bool(environ.get("PROMETHEUS_MULTIPROC_DIR"))
     try:
         return create_app(settings, registry=multiprocess_registry() if multiprocess else None,
-                          metrics_flush_seconds=FLUSH_SECONDS if multiprocess else None)
+                          metrics_flush_seconds=FLUSH_SECONDS if multiprocess else None,
+                          hide_in_logs=hide_in_logs)
     except Exception as exc:  # noqa: BLE001 - reported without a traceback
         log.error("the gateway cannot start: %s: %s", type(exc).__name__, exc)
         raise SystemExit(3) from None

@@ -5,7 +5,9 @@ In order, for one request that passed every check:
     cache lookup                 a kept answer (X-Cache-Status: hit)
     cooldowns.check_route        429 upstream_rate_limited while Reusely asked to wait
     upstream.send                502 upstream_unavailable, 504 upstream_timeout
-    Reusely's 401                502 upstream_credentials_rejected
+    Reusely's 401                502 upstream_credentials_rejected; but a GET or HEAD sent
+                                 with a credential whose file has changed since is sent
+                                 once more, with the new value
     Reusely's 429                a cooldown starts; the answer passes through unchanged
     keep                         for an Idempotency-Key, or the cache, before the last
                                  byte reaches the caller
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 from gateway.cache import ResponseCache, cacheable
 from gateway.config import Route
 from gateway.cooldown import Cooldowns
+from gateway.credwatch import CredentialWatcher
 from gateway.errors import Headers, UpstreamCredentialsRejected
 from gateway.exchange import Exchange
 from gateway.idempotency import MAX_KEPT_BYTES, Claim, keepable
@@ -30,6 +33,9 @@ from gateway.respond import Receive, Reply
 from gateway.upstream import Upstream, UpstreamResponse
 
 log = logging.getLogger("gateway.forward")
+# Sent once more after Reusely's 401 when the credentials sent were stale: the
+# methods that change nothing. A POST reaches Reusely at most once.
+RETRIED_ON_401 = frozenset({"GET", "HEAD"})
 
 
 @dataclass(slots=True)
@@ -47,9 +53,12 @@ class Outgoing:
 
 class Forwarder:
     def __init__(self, upstream: Upstream, cooldowns: Cooldowns, cache: ResponseCache,
-                 metrics: Metrics, secret_values: Collection[bytes]) -> None:
+                 metrics: Metrics, secret_values: Collection[bytes], *,
+                 credentials: CredentialWatcher | None = None) -> None:
+        """`secret_values`: every credential value held since start-up (a live view)."""
         self._upstream, self._cooldowns, self._cache = upstream, cooldowns, cache
         self._metrics, self._secret_values = metrics, secret_values
+        self._credentials = credentials
 
     async def forward(self, out: Outgoing, receive: Receive, reply: Reply,
                       claim: Claim | None) -> None:
@@ -84,7 +93,36 @@ class Forwarder:
         await reply.stream(response, receive, stall=route.timeout.read)
 
     async def _send(self, out: Outgoing, ex: Exchange) -> UpstreamResponse:
-        """One request to Reusely; its 401 to the gateway's own credentials becomes ours."""
+        """One request to Reusely; its 401 to the gateway's own credentials becomes ours.
+
+        After a 401 the route's credential files are looked at (`renew`): when
+        the values sent are no longer the current ones (a key rotated while the
+        request was on its way, or before this worker saw the file change), a
+        GET or HEAD whose body is not a stream is sent once more with the new
+        values. Anything else, or a second 401: 502. Reusely's 401 body is
+        read and dropped, never shown.
+        """
+        route = out.route
+        response = await self._send_once(out, ex)
+        if response.status != 401:
+            return response
+        await response.discard()
+        renewed = (await self._credentials.renew(route, out.headers)
+                   if self._credentials is not None else None)
+        if (renewed is not None and out.method in RETRIED_ON_401
+                and not isinstance(out.content, AsyncIterator)):
+            log.warning("Reusely refused a credential of route %s that has changed since; "
+                        "sending the request once more with the new value", route.name)
+            out.headers = renewed
+            response = await self._send_once(out, ex)
+            if response.status != 401:
+                return response
+            await response.discard()
+        log.error("Reusely refused the gateway's credentials (401) on route %s: a lapsed "
+                  "subscription or a regenerated key", route.name)
+        raise UpstreamCredentialsRejected()
+
+    async def _send_once(self, out: Outgoing, ex: Exchange) -> UpstreamResponse:
         route = out.route
         sent_at = time.perf_counter()
         response = await self._upstream.send(route, out.method, out.target, out.headers,
@@ -92,11 +130,6 @@ class Forwarder:
         self._metrics.upstream_duration.labels(route.name).observe(time.perf_counter() - sent_at)
         self._metrics.upstream_responses.labels(route.name, str(response.status)).inc()
         ex.upstream_status = response.status
-        if response.status == 401:
-            await response.discard()
-            log.error("Reusely refused the gateway's credentials (401) on route %s: a lapsed "
-                      "subscription or a regenerated key", route.name)
-            raise UpstreamCredentialsRejected()
         return response
 
     @staticmethod

@@ -69,6 +69,7 @@ def logging_config(level: str, secrets: tuple[str, ...] = ()) -> dict[str, Any]:
             "uvicorn.access": {"level": "CRITICAL", "handlers": [], "propagate": False},
             "httpx": {"level": "WARNING"},
             "httpcore": {"level": "WARNING"},
+            "watchfiles": {"level": "WARNING"},  # "1 change detected" on every credential swap
         },
     }
 

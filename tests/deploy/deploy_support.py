@@ -31,6 +31,8 @@ GATEWAY_METRICS = {
     "gateway_rate_limiter_errors_total": "counter",
     "gateway_requests_in_flight": "gauge",
     "gateway_build_info": "gauge",
+    "gateway_upstream_responses_total": "counter",
+    "gateway_credential_reloads_total": "counter",
 }
 METRIC_LABELS = {
     "gateway_requests_total": {"route", "method", "status", "client"},
@@ -41,6 +43,8 @@ METRIC_LABELS = {
     "gateway_rate_limiter_errors_total": set(),
     "gateway_requests_in_flight": set(),
     "gateway_build_info": {"version"},
+    "gateway_upstream_responses_total": {"route", "status"},
+    "gateway_credential_reloads_total": {"result"},
 }
 # Labels Prometheus adds at scrape time (job, instance) or the operator adds
 # (namespace, pod, ...), plus the histogram bucket label.

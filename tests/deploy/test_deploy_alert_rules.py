@@ -84,6 +84,58 @@ CASES: list[dict[str, Any]] = [
         ],
     },
     {
+        "name": "Reusely's 401s that go on fire, on the route they happen on",
+        "input_series": [
+            series("gateway_upstream_responses_total", 'route="catalog",status="401"',
+                   "0+10x40"),
+            series("gateway_upstream_responses_total", 'route="catalog",status="200"',
+                   "0+100x40"),
+            series("gateway_upstream_responses_total", 'route="mail-in",status="200"',
+                   "0+100x40"),
+        ],
+        "alert_rule_test": [
+            expect("ReuselyGatewayCredentialsRejected", "5m"),
+            expect(
+                "ReuselyGatewayCredentialsRejected",
+                "20m",
+                {"severity": "critical", "job": "reusely-gateway", "route": "catalog"},
+            ),
+        ],
+    },
+    {
+        "name": "Reusely's 401s: one every few minutes on a quiet route still fires",
+        "input_series": [
+            series("gateway_upstream_responses_total", 'route="admin",status="401"',
+                   "0 0 0 1 1 1 2 2 2 3 3 3 4 4 4 5 5 5 6 6 6 7 7 7 8 8 8"),
+        ],
+        "alert_rule_test": [
+            expect(
+                "ReuselyGatewayCredentialsRejected",
+                "25m",
+                {"severity": "critical", "job": "reusely-gateway", "route": "admin"},
+            ),
+        ],
+    },
+    {
+        "name": "Reusely's 401s: a rotation's few, sent again, and its other statuses are quiet",
+        "input_series": [
+            # a key rotation: 6 requests refused with the old key in one minute, then none
+            series("gateway_upstream_responses_total", 'route="catalog",status="401"',
+                   "0x10 6x50"),
+            series("gateway_upstream_responses_total", 'route="catalog",status="200"',
+                   "0+100x60"),
+            *(
+                series("gateway_upstream_responses_total", f'route="catalog",status="{code}"',
+                       "0+10x60")
+                for code in ("400", "403", "404", "422", "429", "500", "502", "503")
+            ),
+        ],
+        "alert_rule_test": [
+            expect("ReuselyGatewayCredentialsRejected", at)
+            for at in ("12m", "15m", "18m", "20m", "30m", "59m")
+        ],
+    },
+    {
         "name": "server errors: 10% 502s fire",
         "input_series": [
             series("gateway_requests_total", 'route="catalog",status="200"', "0+90x40"),
@@ -160,6 +212,8 @@ CASES: list[dict[str, Any]] = [
                 "gateway_upstream_request_duration_seconds_count", 'route="catalog"', "0+100x120"
             ),
             series("gateway_rate_limiter_errors_total", "", "2x120"),
+            series("gateway_upstream_responses_total", 'route="catalog",status="200"',
+                   "0+100x120"),
             {"series": f'up{{{JOB},instance="gateway:9464"}}', "values": "1x120"},
             *buckets("catalog", FAST_ROUTE_BUCKETS),
         ],
@@ -168,6 +222,7 @@ CASES: list[dict[str, Any]] = [
             for alert in (
                 "ReuselyGatewayTargetDown",
                 "ReuselyGatewayUpstreamErrors",
+                "ReuselyGatewayCredentialsRejected",
                 "ReuselyGatewayServerErrors",
                 "ReuselyGatewayHighLatency",
                 "ReuselyGatewayRateLimiterErrors",
@@ -188,7 +243,7 @@ def test_alert_rules_pass_promtool_check() -> None:
     # Also parses every annotation template.
     result = run("check", "rules", str(ALERTS))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 6 rules found" in result.stdout
+    assert "SUCCESS: 7 rules found" in result.stdout
 
 
 def test_each_alert_fires_on_its_failure_and_not_on_healthy_traffic(tmp_path: Path) -> None:

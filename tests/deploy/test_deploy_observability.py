@@ -132,12 +132,26 @@ def test_dashboard_covers_traffic_latency_and_limits() -> None:
         "gateway_rate_limited_total",
         "gateway_rate_limiter_errors_total",
         "gateway_requests_in_flight",
+        "gateway_upstream_responses_total",
+        "gateway_credential_reloads_total",
     }
     assert "sum by (route, status)" in exprs
     assert "sum by (route, per)" in exprs
     for quantile in ("0.5", "0.95", "0.99"):
         assert f"histogram_quantile({quantile}, sum by (le) (rate(gateway_request_duration" in exprs
         assert f"histogram_quantile({quantile}, sum by (le) (rate(gateway_upstream_" in exprs
+
+
+def test_dashboard_shows_reuselys_answers_by_status_and_credential_reloads() -> None:
+    by_title = {p["title"]: [t["expr"] for t in p["targets"]] for p in panels()}
+    [answers] = by_title["Reusely's answers by status"]
+    assert answers.startswith("sum by (status) (rate(gateway_upstream_responses_total{")
+    [refused] = by_title["Reusely's 401s by route"]
+    assert "sum by (route)" in refused and 'status="401"' in refused
+    [reloads] = by_title["Credential file reloads"]
+    assert reloads.startswith("sum by (result) (increase(gateway_credential_reloads_total{")
+    rows = [p["title"] for p in dashboard()["panels"] if p["type"] == "row"]
+    assert "Reusely's answers" in rows
 
 
 # --- alert rules -----------------------------------------------------------------------
@@ -181,5 +195,11 @@ def test_alert_set_covers_the_failure_modes() -> None:
     assert by_metric["ReuselyGatewayHighLatency"] == {"gateway_request_duration_seconds_bucket"}
     assert by_metric["ReuselyGatewayRateLimiterErrors"] == {"gateway_rate_limiter_errors_total"}
     assert "gateway_build_info" in by_metric["ReuselyGatewayNoTraffic"]
+    assert by_metric["ReuselyGatewayCredentialsRejected"] == {"gateway_upstream_responses_total"}
+    rejected = next(a for a in rules() if a["alert"] == "ReuselyGatewayCredentialsRejected")
+    assert 'status="401"' in rejected["expr"]
+    runbook = rejected["annotations"]["runbook"]
+    for cause in ("subscription lapsed", "key was regenerated", "no restart"):
+        assert cause in runbook
     latency = next(a for a in rules() if a["alert"] == "ReuselyGatewayHighLatency")
     assert "histogram_quantile(0.99" in latency["expr"]
