@@ -42,7 +42,7 @@ from gateway import __version__, body
 from gateway.access import Access, Caller
 from gateway.accesslog import AccessLog
 from gateway.cache import ResponseCache
-from gateway.config import Route, Settings
+from gateway.config import Route
 from gateway.cooldown import Cooldowns
 from gateway.cors import CorsPolicy
 from gateway.credentials import CredentialSet, fingerprints, status_of
@@ -75,6 +75,7 @@ from gateway.metrics import Metrics, method_label
 from gateway.quota import QUOTA_METHODS, QUOTA_PATH, Quotas
 from gateway.respond import Receive, Reply, Scope, Send
 from gateway.routing import RouteTable, check_path
+from gateway.settings import Settings
 from gateway.store import Store
 from gateway.tokens import TokenTable
 from gateway.upstream import Transport, Upstream, ascii_target
