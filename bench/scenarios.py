@@ -11,9 +11,8 @@ measured (`kind`, a runner in run.py):
 
 A scenario's policy is its gateway target's: a target in targets.GATEWAYS is
 the gateway with one policy file (gateway: policy.yaml, gateway-nolimits:
-policy-nolimits.yaml). Adding a scenario later, e.g. the idempotent replay of a
-POST, a shared-cache hit (memory and Redis), or a cold burst of 50 concurrent
-catalog misses:
+policy-nolimits.yaml). Adding a scenario, e.g. a shared-cache hit (memory and
+Redis), or a cold burst of 50 concurrent catalog misses:
   1. its wrk script in bench/wrk/ if requests differ (bodies, keys, a burst);
   2. its policy file and a line in targets.GATEWAYS (with ports in
      settings.PORT) if the gateway needs other routes, cache or limits;
@@ -62,6 +61,8 @@ SCENARIOS = (
              headers=(("Authorization", f"Bearer {BENCH_TOKEN}"),)),
     Scenario("mail-in POST", "load", MAILIN_PATH, (*PROXIES, "gateway-nolimits"),
              wrk=("mailin.lua",)),
+    Scenario("idempotent replay POST", "load", MAILIN_PATH, ("nginx", "gateway"),
+             wrk=("replay.lua",)),
     Scenario("stream 32 MiB", "stream", "/big", PROXIES),
     Scenario("catalog GET", "light", CATALOG_PATH, ("direct", *CATALOG_TARGETS)),
     Scenario("mail-in POST", "light", MAILIN_PATH, ("direct", "gateway", "gateway-nolimits"),

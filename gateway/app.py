@@ -38,14 +38,14 @@ from typing import Any
 from limits.aio.storage import Storage
 from prometheus_client import CollectorRegistry
 
-from gateway import __version__, body
+from gateway import __version__, body, startup
 from gateway.access import Access, Caller
 from gateway.accesslog import AccessLog
 from gateway.cache import ResponseCache
-from gateway.config import Route, Settings
+from gateway.config import Route
 from gateway.cooldown import Cooldowns
 from gateway.cors import CorsPolicy
-from gateway.credentials import CredentialSet, fingerprints, status_of
+from gateway.credentials import CredentialSet
 from gateway.credwatch import POLL_SECONDS, CredentialWatcher
 from gateway.errors import (
     ClientDisconnected,
@@ -75,6 +75,8 @@ from gateway.metrics import Metrics, method_label
 from gateway.quota import QUOTA_METHODS, QUOTA_PATH, Quotas
 from gateway.respond import Receive, Reply, Scope, Send
 from gateway.routing import RouteTable, check_path
+from gateway.settings import Settings
+from gateway.startup import LogSecrets
 from gateway.store import Store
 from gateway.tokens import TokenTable
 from gateway.upstream import Transport, Upstream, ascii_target
@@ -102,11 +104,11 @@ class Gateway:
         self.cors = CorsPolicy(policy.cors, policy.routes)
         self.access = Access(TokenTable(policy.clients))
         self.credentials = CredentialSet(settings.credentials, policy.routes)
-        self._hide_in_logs = hide_in_logs
-        self._hide_secrets()
+        hide_secrets = LogSecrets(settings, self.credentials, hide_in_logs)
+        hide_secrets()
         self.credential_files = CredentialWatcher(
             self.credentials, settings.credential_files, self.metrics, poll=credential_poll,
-            on_new_value=self._hide_secrets)
+            on_new_value=hide_secrets)
         self.forwarding = Forwarding(policy.limits.trusted_proxies)
         self.store = Store(settings.redis_url, budget=policy.limits.timeout, storage=storage)
         keys = LimitKeys(settings.limit_key)
@@ -140,36 +142,10 @@ class Gateway:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    def _hide_secrets(self) -> None:
-        """Tell the logs every credential value held since start-up, and the limit key."""
-        if self._hide_in_logs is None:
-            return
-        secrets = (*(s.reveal() for s in self.settings.credentials.values() if s is not None),
-                   *(v.decode("latin-1") for v in self.credentials.seen))
-        if self.settings.limit_key_secret is not None:
-            secrets += (self.settings.limit_key_secret.reveal(),)
-        self._hide_in_logs(secrets)
-
     def startup(self) -> None:
-        settings = self.settings
         self.cooldowns.begin_polling()
         self.credential_files.start()
-        for warning in settings.warnings:
-            log.warning("%s", warning)
-        enabled = [r.name for r in settings.policy.routes if r.name not in settings.disabled_routes]
-        log.info("routes enabled: %s", ", ".join(enabled) or "none")
-        log.info("gateway %s ready: %d routes, %d clients, credentials %s, upstream %s",
-                 __version__, len(settings.policy.routes), len(settings.policy.clients),
-                 ", ".join(f"{k} {v}" for k, v in status_of(settings.credentials).items()),
-                 settings.base_url_display)
-        for name, missing in ((n, self.credentials.missing(n)) for n in enabled):
-            if missing:  # set, yet unusable: a value no HTTP header can carry
-                log.error("route %s is disabled: %s holds a line break or control character",
-                          name, ", ".join(missing))
-        held = fingerprints(settings.credentials)
-        if held:
-            log.info("credential fingerprints (first 8 hex digits of SHA-256): %s",
-                     ", ".join(f"{k} {v}" for k, v in held.items()))
+        startup.report(self.settings, self.credentials)
         self.health.ready = True
 
     async def shutdown(self) -> None:

@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 from gateway import __version__, cli_limits
-from gateway.config import Settings
 from gateway.credentials import fingerprints, status_of
 from gateway.environment import (
     STARTUP_LIMIT_KEY,
@@ -29,6 +28,7 @@ from gateway.environment import (
     startup_limit_key,
 )
 from gateway.errors import ConfigError
+from gateway.settings import Settings
 from gateway.tokens import token_sha256
 
 

@@ -23,9 +23,9 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from gateway.config import Settings
 from gateway.environment import RANDOM_LIMIT_KEY, hide_password
 from gateway.errors import ConfigError, StoreError
+from gateway.settings import Settings
 
 if TYPE_CHECKING:
     from gateway.limiter import Counted

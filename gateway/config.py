@@ -1,41 +1,36 @@
-"""The settings' types: the policy's models, and the `Settings` built around them.
+"""The policy's parts, declared: its sections, limit rules, routes and clients.
 
-The policy's shape is declared once, here, as frozen pydantic dataclasses:
-they validate the YAML (`policy.parse_policy`), they are what the request
-path reads (plain attributes and tuples, nothing checked again per request),
-and they publish the JSON Schema (`reusely-gateway schema`; a field's
-docstring is its description there). Each default is written once, on its
-field; a route's overrides default to the policy-wide values, which `Policy`
-fills in.
+The policy's shape is declared once, as frozen pydantic dataclasses: they
+validate the YAML (`policy.parse_policy`, where the `Policy` model that holds
+these parts lives), they are what the request path reads (plain attributes
+and tuples, nothing checked again per request), and they publish the JSON
+Schema (`reusely-gateway schema`; a field's docstring is its description
+there). Each default is written once, on its field; a route's overrides
+default to the policy-wide values, which `Policy` fills in.
 
 Problems are said in the gateway's own words at their place in the file:
 the checks in `checks` raise whole sentences, and `policy` translates
-pydantic's own error types with a table. `environment` reads the environment
-and builds `Settings` around a policy.
+pydantic's own error types with a table. `settings.Settings` is what the
+environment adds around a policy.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from limits import RateLimitItem, parse_many
 from pydantic import (
     AfterValidator,
     BeforeValidator,
-    ConfigDict,
     Field,
-    ModelWrapValidatorHandler,
     PlainValidator,
     Strict,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 from pydantic.dataclasses import dataclass
-from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from gateway import checks
 from gateway.checks import (
@@ -43,8 +38,6 @@ from gateway.checks import (
     CHANGING_METHODS,
     CREDENTIAL_HEADERS,
     METHODS,
-    NAME_RE,
-    ORIGIN_RE,
     PER_RE,
     Found,
     IPNetwork,
@@ -53,78 +46,34 @@ from gateway.checks import (
     problem,
     problems,
 )
+from gateway.fields import (
+    CIDR,
+    CONFIG,
+    CONFIG_WITH_ITEMS,
+    PER_MISSING,
+    TOKEN_SCHEMA,
+    Count,
+    Flag,
+    Name,
+    OnError,
+    Origin,
+    Positive,
+    Seconds,
+    Section,
+    Strings,
+)
 
 __all__ = [
-    "CREDENTIAL_ENV", "CREDENTIAL_HEADERS", "LOG_LEVELS", "METHODS", "Client", "ClientLimitRule",
-    "Cors", "IPNetwork", "Idempotency", "LimitRule", "Limits", "Policy", "Route", "Secret",
-    "Settings", "Timeout", "UpstreamPolicy",
+    "CREDENTIAL_HEADERS", "METHODS", "Client", "ClientLimitRule", "Cors", "IPNetwork",
+    "Idempotency", "LimitRule", "Limits", "Route", "Timeout", "UpstreamPolicy",
 ]
-
-CREDENTIAL_ENV: dict[str, str] = {
-    "api_key": "REUSELY_API_KEY",
-    "tenant_id": "REUSELY_TENANT_ID",
-    "secret_key": "REUSELY_SECRET_KEY",
-    "marketplace_key": "REUSELY_MARKETPLACE_KEY",
-}
-LOG_LEVELS = ("debug", "info", "warning", "error")
-
-
-class Secret:
-    """A credential value that never shows itself in a repr, log or traceback."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    __str__ = __repr__
-
-
-# -- the policy's value types ------------------------------------------------
-
-Count = Annotated[int, Strict(), Field(ge=0)]
-Positive = Annotated[int, Strict(), Field(ge=1)]
-Seconds = Annotated[float, Strict(), Field(gt=0)]
-Flag = Annotated[bool, Strict()]
-Name = Annotated[str, Strict(), AfterValidator(checks.name),
-                 Field(json_schema_extra={"pattern": NAME_RE.pattern})]
-Strings = Annotated[tuple[Annotated[str, Strict()], ...], BeforeValidator(none_is_empty)]
-OnError = Literal["allow", "deny"]
-Origin = Annotated[str, Strict(), AfterValidator(checks.origin), Field(json_schema_extra={
-    "anyOf": [{"const": "*"}, {"pattern": ORIGIN_RE.pattern}]})]
-CIDR = Annotated[IPNetwork, PlainValidator(checks.cidr, json_schema_input_type=str)]
-PER_MISSING = Wording(missing="is required: ip, client, global, body:<json field> or header:<name>")
-TOKEN_SCHEMA = {"type": "string", "pattern": r"^\s*[0-9a-fA-F]{64}\s*$"}
-
-
-# Pydantic dataclasses rather than BaseModels: they are plain frozen dataclasses
-# once built, so reading `route.limits` costs what a dataclass attribute costs
-# (a BaseModel's __getattr__ hook makes every attribute read about 3x slower).
-CONFIG = ConfigDict(extra="forbid", use_attribute_docstrings=True, hide_input_in_errors=True)
-CONFIG_WITH_ITEMS = ConfigDict(**CONFIG, arbitrary_types_allowed=True)  # limits' RateLimitItem
-
-
-@dataclass(frozen=True, kw_only=True, config=CONFIG)
-class _Section:
-    """A mapping that may be left empty in the YAML (`cors:` alone): its defaults apply."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _empty(cls, data: Any) -> Any:
-        return {} if data is None else data
 
 
 # -- the policy-wide sections --------------------------------------------------
 
 
 @dataclass(frozen=True, kw_only=True, config=CONFIG)
-class Timeout(_Section):
+class Timeout(Section):
     """Seconds allowed for each phase of a request to Reusely."""
 
     connect: Seconds = 3.0
@@ -134,7 +83,7 @@ class Timeout(_Section):
 
 
 @dataclass(frozen=True, kw_only=True, config=CONFIG)
-class UpstreamPolicy(_Section):
+class UpstreamPolicy(Section):
     """How the gateway talks to Reusely."""
 
     timeout: Timeout = Timeout()
@@ -146,7 +95,7 @@ class UpstreamPolicy(_Section):
 
 
 @dataclass(frozen=True, kw_only=True, config=CONFIG)
-class Limits(_Section):
+class Limits(Section):
     """Where and how rate limits are counted."""
 
     on_error: OnError = "allow"
@@ -158,7 +107,7 @@ class Limits(_Section):
 
 
 @dataclass(frozen=True, kw_only=True, config=CONFIG)
-class Cors(_Section):
+class Cors(Section):
     """Which browser origins may call public routes."""
 
     allow_origins: Annotated[tuple[Origin, ...], BeforeValidator(none_is_empty)] = ()
@@ -225,7 +174,7 @@ class ClientLimitRule(LimitRule):
 
 
 @dataclass(frozen=True, kw_only=True, config=CONFIG)
-class Idempotency(_Section):
+class Idempotency(Section):
     """Replay the first answer to a repeated `Idempotency-Key` instead of sending it again."""
 
     ttl: Positive = 86400
@@ -361,92 +310,3 @@ class Client:
         return "*" in self.routes or route in self.routes
 
 
-@dataclass(frozen=True, kw_only=True, config=CONFIG)
-class Policy:
-    """The reusely-gateway policy: what is forwarded to Reusely, for whom, how often."""
-
-    upstream: UpstreamPolicy = _UPSTREAM
-    limits: Limits = _LIMITS
-    max_body_bytes: Count = MAX_BODY_BYTES
-    """Largest request body forwarded, in bytes; a route may say otherwise."""
-    cors: Cors = Cors()
-    routes: Annotated[tuple[Route, ...], BeforeValidator(none_is_empty),
-                      Wording(missing="is required: a list of routes", items="routes")]
-    """Matched in file order: the first route whose path and method match wins."""
-    clients: Annotated[tuple[Client, ...], BeforeValidator(none_is_empty),
-                       Wording(items="clients")] = ()
-    """Internal teams, each with a bearer token."""
-    warnings: tuple[str, ...] = dataclasses.field(init=False, repr=False, compare=False)
-    """Routes that an earlier route shadows for every method they share."""
-
-    @field_validator("routes", mode="before")
-    @classmethod
-    def _inherit(cls, routes: Any, info: ValidationInfo) -> Any:
-        """Fill each route's absent overrides with the policy-wide values."""
-        if not isinstance(routes, list | tuple):
-            return routes
-        up: UpstreamPolicy = info.data.get("upstream", _UPSTREAM)
-        limits: Limits = info.data.get("limits", _LIMITS)
-        wide = {"max_body_bytes": info.data.get("max_body_bytes", MAX_BODY_BYTES),
-                "retries": up.retries, "on_error": limits.on_error}
-        filled = []
-        for route in routes:
-            if isinstance(route, dict):
-                timeout = route.get("timeout")
-                if timeout is None:
-                    timeout = up.timeout
-                elif isinstance(timeout, dict):
-                    timeout = {**dataclasses.asdict(up.timeout), **timeout}
-                route = {**wide, **route, "timeout": timeout}
-            filled.append(route)
-        return filled
-
-    @model_validator(mode="wrap")
-    @classmethod
-    def _relations(cls, data: Any, handler: ModelWrapValidatorHandler[Policy]) -> Policy:
-        """Checks between sections, on the raw data: reported whatever else is wrong."""
-        found = checks.relations(data) if isinstance(data, dict) else []
-        try:
-            policy = handler(data)
-        except ValidationError as exc:
-            if not found:
-                raise
-            raise ValidationError.from_exception_data(exc.title, [
-                *(InitErrorDetails(type=PydanticCustomError(e["type"], e["msg"], e.get("ctx")),
-                                   loc=e["loc"], input=e["input"]) for e in exc.errors()),
-                *(InitErrorDetails(type=problem(m), loc=loc, input=None) for loc, m in found),
-            ]) from None
-        if found:
-            raise problems(found, data)
-        return policy
-
-    @model_validator(mode="after")
-    def _warn(self) -> Policy:
-        object.__setattr__(self, "warnings", checks.shadow_warnings(self.routes))
-        return self
-
-
-# -- the settings --------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class Settings:
-    """Everything a gateway process needs, each fact worked out once by `load_settings`."""
-
-    policy: Policy
-    policy_source: str  # the file path, or "built-in default policy"
-    credentials: Mapping[str, Secret | None]
-    credential_problems: Mapping[str, str]  # credential name -> why its file was not read
-    credential_files: Mapping[str, str]  # "api_key", ..., "limit_key_secret" -> its _FILE path
-    disabled_routes: Mapping[str, tuple[str, ...]]  # route -> the credentials it lacks
-    base_url: str
-    base_url_display: str  # base_url with any user:password@ shown as ***@
-    redis_url: str | None
-    limit_key_secret: Secret | None  # GATEWAY_LIMIT_KEY_SECRET, as given
-    limit_key: bytes = dataclasses.field(repr=False)  # the HMAC key hiding limited values
-    limit_key_source: str  # GATEWAY_LIMIT_KEY_SECRET | derived from REUSELY_API_KEY | random ...
-    bind: tuple[str, int]
-    metrics_bind: tuple[str, int]
-    workers: int
-    log_level: str
-    warnings: tuple[str, ...]  # every warning, once: start-up logs them, check-config prints them

@@ -29,10 +29,11 @@ import math
 import time
 from email.utils import parsedate_to_datetime
 
-from gateway.config import Route, Settings
+from gateway.config import Route
 from gateway.errors import StoreError, UpstreamRateLimited
 from gateway.limitkeys import LimitKeys
 from gateway.metrics import Metrics
+from gateway.settings import Settings
 from gateway.store import Store
 
 log = logging.getLogger("gateway.cooldown")

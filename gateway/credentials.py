@@ -23,7 +23,8 @@ import re
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
-from gateway.config import CREDENTIAL_HEADERS, Route, Secret
+from gateway.config import CREDENTIAL_HEADERS, Route
+from gateway.settings import Secret
 
 Pairs = list[tuple[bytes, bytes]]
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # every control character but tab

@@ -51,10 +51,11 @@ from collections.abc import Callable, Mapping
 
 import watchfiles
 
-from gateway.config import CREDENTIAL_ENV, Route, Secret
+from gateway.config import Route
 from gateway.credentials import CredentialSet, Pairs, fingerprint, header_value
 from gateway.headers import CREDENTIAL_NAMES
 from gateway.metrics import Metrics
+from gateway.settings import CREDENTIAL_ENV, Secret
 
 log = logging.getLogger("gateway.credentials")
 

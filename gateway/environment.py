@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from gateway.config import CREDENTIAL_ENV, LOG_LEVELS, Secret, Settings
 from gateway.errors import ConfigError
 from gateway.policy import parse_policy, parse_yaml
+from gateway.settings import CREDENTIAL_ENV, LOG_LEVELS, Secret, Settings
 
 DEFAULT_CONFIG_PATH = Path("config/gateway.yaml")
 DEFAULTS: Mapping[str, str] = {  # the environment's defaults; GATEWAY_WORKERS: the CPU count

@@ -9,8 +9,8 @@ the prompt on its own line.
 
 from __future__ import annotations
 
-from gateway.config import Settings
 from gateway.respond import Reply
+from gateway.settings import Settings
 from gateway.store import Store
 
 PATHS = ("/healthz", "/readyz")

@@ -36,7 +36,7 @@ from limits import RateLimitItem
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.util import WindowStats
 
-from gateway.config import Client, LimitRule, Route, Settings
+from gateway.config import Client, LimitRule, Route
 from gateway.errors import (
     Headers,
     RateLimited,
@@ -46,6 +46,7 @@ from gateway.errors import (
 )
 from gateway.limitkeys import LimitKeys, normalise, policy_name
 from gateway.metrics import Metrics
+from gateway.settings import Settings
 from gateway.store import Store
 from gateway.windowscript import SCRIPT, arguments, windows
 

@@ -10,21 +10,107 @@ the models' JSON Schema for editors and CI.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 import typing
 from typing import Annotated, Any
 
 import yaml
-from pydantic import TypeAdapter, ValidationError
+from pydantic import (
+    BeforeValidator,
+    ModelWrapValidatorHandler,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.dataclasses import dataclass
 from pydantic.fields import FieldInfo
-from pydantic_core import ErrorDetails
+from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 
-from gateway.checks import Wording, kind
-from gateway.config import Policy
+from gateway import checks
+from gateway.checks import Wording, kind, none_is_empty, problem, problems
+from gateway.config import (
+    _LIMITS,
+    _UPSTREAM,
+    MAX_BODY_BYTES,
+    Client,
+    Cors,
+    Limits,
+    Route,
+    UpstreamPolicy,
+)
 from gateway.errors import ConfigError
+from gateway.fields import CONFIG, Count
 
 # -- the YAML layer ---------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True, config=CONFIG)
+class Policy:
+    """The reusely-gateway policy: what is forwarded to Reusely, for whom, how often."""
+
+    upstream: UpstreamPolicy = _UPSTREAM
+    limits: Limits = _LIMITS
+    max_body_bytes: Count = MAX_BODY_BYTES
+    """Largest request body forwarded, in bytes; a route may say otherwise."""
+    cors: Cors = Cors()
+    routes: Annotated[tuple[Route, ...], BeforeValidator(none_is_empty),
+                      Wording(missing="is required: a list of routes", items="routes")]
+    """Matched in file order: the first route whose path and method match wins."""
+    clients: Annotated[tuple[Client, ...], BeforeValidator(none_is_empty),
+                       Wording(items="clients")] = ()
+    """Internal teams, each with a bearer token."""
+    warnings: tuple[str, ...] = dataclasses.field(init=False, repr=False, compare=False)
+    """Routes that an earlier route shadows for every method they share."""
+
+    @field_validator("routes", mode="before")
+    @classmethod
+    def _inherit(cls, routes: Any, info: ValidationInfo) -> Any:
+        """Fill each route's absent overrides with the policy-wide values."""
+        if not isinstance(routes, list | tuple):
+            return routes
+        up: UpstreamPolicy = info.data.get("upstream", _UPSTREAM)
+        limits: Limits = info.data.get("limits", _LIMITS)
+        wide = {"max_body_bytes": info.data.get("max_body_bytes", MAX_BODY_BYTES),
+                "retries": up.retries, "on_error": limits.on_error}
+        filled = []
+        for route in routes:
+            if isinstance(route, dict):
+                timeout = route.get("timeout")
+                if timeout is None:
+                    timeout = up.timeout
+                elif isinstance(timeout, dict):
+                    timeout = {**dataclasses.asdict(up.timeout), **timeout}
+                route = {**wide, **route, "timeout": timeout}
+            filled.append(route)
+        return filled
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _relations(cls, data: Any, handler: ModelWrapValidatorHandler[Policy]) -> Policy:
+        """Checks between sections, on the raw data: reported whatever else is wrong."""
+        found = checks.relations(data) if isinstance(data, dict) else []
+        try:
+            policy = handler(data)
+        except ValidationError as exc:
+            if not found:
+                raise
+            raise ValidationError.from_exception_data(exc.title, [
+                *(InitErrorDetails(type=PydanticCustomError(e["type"], e["msg"], e.get("ctx")),
+                                   loc=e["loc"], input=e["input"]) for e in exc.errors()),
+                *(InitErrorDetails(type=problem(m), loc=loc, input=None) for loc, m in found),
+            ]) from None
+        if found:
+            raise problems(found, data)
+        return policy
+
+    @model_validator(mode="after")
+    def _warn(self) -> Policy:
+        object.__setattr__(self, "warnings", checks.shadow_warnings(self.routes))
+        return self
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

@@ -29,11 +29,12 @@ from typing import Any
 
 from limits import RateLimitItem
 
-from gateway.config import Client, Route, Settings
+from gateway.config import Client, Route
 from gateway.errors import ConfigError, RateLimiterUnavailable, StoreError
 from gateway.forwarding import ip_limit_key
 from gateway.limiter import Counted, Limit, Limiter, Seen, header_values
 from gateway.limitkeys import field_kind, normalise
+from gateway.settings import Settings
 from gateway.store import Store
 
 QUOTA_PATH = "/gateway/quota"

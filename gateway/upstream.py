@@ -24,9 +24,10 @@ from typing import Protocol
 
 import httpx
 
-from gateway.config import Route, Settings
+from gateway.config import Route
 from gateway.errors import GatewayError, Headers, UpstreamTimeout, UpstreamUnavailable
 from gateway.headers import clean_response_headers
+from gateway.settings import Settings
 from gateway.transport import AiohttpTransport, Timeouts
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})

@@ -18,8 +18,8 @@ import httpx
 import uvicorn
 
 from gateway.app import create_app
-from gateway.config import Settings
 from gateway.environment import load_settings
+from gateway.settings import Settings
 
 KEYS = {
     "REUSELY_API_KEY": "test-api-key-5f1c",

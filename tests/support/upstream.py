@@ -9,7 +9,8 @@ Behaviour by path, after an optional "/b" prefix (anything else answers 200
 with a small JSON body naming the path it saw):
     /status/<n>        answers status n with a JSON body
     /slow              sends "first", waits until `release` is set, sends "last"
-    /big/<bytes>       streams that many bytes (a repeating pattern)
+    /big/<bytes>       streams that many bytes (a repeating pattern); `big_cut` is set
+                       when the gateway closes the connection before the last byte
     /reset             reads the request, then resets the connection
     /hang              reads the request and never answers
     /cookie            answers with Set-Cookie and credential-named headers
@@ -56,6 +57,7 @@ class Upstream:
     release: threading.Event = field(default_factory=threading.Event)
     first_sent: threading.Event = field(default_factory=threading.Event)
     last_sent: threading.Event = field(default_factory=threading.Event)
+    big_cut: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
         self._loop = asyncio.new_event_loop()
@@ -157,11 +159,15 @@ class Upstream:
             writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\n"
                          b"content-length: %d\r\n\r\n" % size)
             left = size
-            while left:
-                chunk = PATTERN[: min(left, len(PATTERN))]
-                writer.write(chunk)
-                await writer.drain()
-                left -= len(chunk)
+            try:
+                while left:
+                    chunk = PATTERN[: min(left, len(PATTERN))]
+                    writer.write(chunk)
+                    await writer.drain()
+                    left -= len(chunk)
+            except ConnectionError:
+                self.big_cut.set()
+                raise
             return True
         status = 200
         extra = b""

@@ -7,9 +7,9 @@ import hashlib
 import pytest
 
 from gateway.access import PUBLIC, Access
-from gateway.config import Client, Policy, Route
+from gateway.config import Client, Route
 from gateway.errors import Forbidden, Unauthorized
-from gateway.policy import parse_policy
+from gateway.policy import Policy, parse_policy
 from gateway.tokens import TokenTable, token_sha256
 
 OPS_TOKEN = "ops-token-1a2b3c"

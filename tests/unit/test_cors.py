@@ -7,11 +7,11 @@ import hashlib
 import pytest
 import yaml
 
-from gateway.config import Cors, Policy, Route
+from gateway.config import Cors, Route
 from gateway.cors import CorsPolicy, OriginPolicy
 from gateway.environment import load_settings
 from gateway.errors import ConfigError, OriginNotAllowed
-from gateway.policy import parse_policy
+from gateway.policy import Policy, parse_policy
 
 OPS_TOKEN = "ops-token-1a2b3c"
 OLD_TOKEN = "pricing-old-token-4d5e"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 
-from gateway.config import Secret
 from gateway.credentials import CredentialSet, fingerprint, fingerprints, header_value
 from gateway.environment import load_settings
+from gateway.settings import Secret
 
 POLICY = """
 routes:

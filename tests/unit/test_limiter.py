@@ -11,12 +11,13 @@ import yaml
 from limits.aio.storage import MemoryStorage
 from prometheus_client import CollectorRegistry
 
-from gateway.config import Client, Route, Settings
+from gateway.config import Client, Route
 from gateway.environment import load_settings
 from gateway.errors import RateLimited
 from gateway.limiter import Limiter
 from gateway.limitkeys import LimitKeys
 from gateway.metrics import Metrics
+from gateway.settings import Settings
 from gateway.store import Store
 
 T = TypeVar("T")

@@ -10,10 +10,10 @@ import jsonschema
 import pytest
 from limits import RateLimitItemPerHour, RateLimitItemPerMinute
 
-from gateway.config import Client, LimitRule, Policy, Route, Timeout
+from gateway.config import Client, LimitRule, Route, Timeout
 from gateway.environment import default_policy_text
 from gateway.errors import ConfigError
-from gateway.policy import parse_policy, parse_yaml
+from gateway.policy import Policy, parse_policy, parse_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 MINIMAL = """

@@ -13,7 +13,7 @@ from limits import parse_many
 from limits.aio.storage import MemoryStorage
 from prometheus_client import CollectorRegistry
 
-from gateway.config import Client, Route, Settings
+from gateway.config import Client, Route
 from gateway.environment import load_settings
 from gateway.errors import ConfigError, RateLimited
 from gateway.forwarding import ip_limit_key
@@ -21,6 +21,7 @@ from gateway.limiter import Limiter
 from gateway.limitkeys import LimitKeys, normalise
 from gateway.metrics import Metrics
 from gateway.quota import Entry, Quotas, rate_of
+from gateway.settings import Settings
 from gateway.store import Store
 
 T = TypeVar("T")
