@@ -40,7 +40,7 @@ from prometheus_client import CollectorRegistry
 from gateway import __version__, body
 from gateway.access import Access, Caller
 from gateway.accesslog import AccessLog
-from gateway.cache import ResponseCache
+from gateway.cacheflight import ResponseCache
 from gateway.config import Route, Settings
 from gateway.cooldown import Cooldowns
 from gateway.cors import CorsPolicy
@@ -101,7 +101,8 @@ class Gateway:
         secret_values = tuple(s.reveal().encode("latin-1")
                               for s in settings.credentials.values() if s is not None)
         self.upstream = Upstream(settings, transport=transport)
-        self.forwarder = Forwarder(self.upstream, self.cooldowns, ResponseCache(), self.metrics,
+        self.cache = ResponseCache(self.store, keys)
+        self.forwarder = Forwarder(self.upstream, self.cooldowns, self.cache, self.metrics,
                                    secret_values)
 
     # -- ASGI ---------------------------------------------------------------
@@ -140,6 +141,7 @@ class Gateway:
 
     async def shutdown(self) -> None:
         self.health.ready = False
+        await self.forwarder.aclose()
         await self.upstream.aclose()
         await self.cooldowns.aclose()
         await self.store.aclose()
