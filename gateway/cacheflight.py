@@ -13,8 +13,10 @@ stopping at the first that answers:
                      doubling to `BACKOFF_MAX`) until its entry appears, it says its
                      answer could not be kept (then each goes to Reusely itself), or
                      the read timeout has passed since this request arrived (then it
-                     goes itself). A lock lives for the route's read timeout, so a
-                     holder that died delays the others by no more than that.
+                     serves a stale copy within stale_if_error: the one request has
+                     timed out, as far as it can tell; else it goes itself). A lock
+                     lives for the route's read timeout, so a holder that died delays
+                     the others by no more than that.
 
 Stale copies (RFC 5861), each a window past the entry's freshness:
 - `stale_while_revalidate`: an expired entry is served at once, marked
@@ -193,8 +195,10 @@ class ResponseCache:
                 return await self._lead(route, key, deadline)
             done, _ = await asyncio.wait((flight.done,), timeout=max(0.0, deadline -
                                                                       loop.time()))
-            if not done:  # waited long enough: ask Reusely, without the lock
-                return Lookup(MISS, flight.stale, self._fill(route, key, NO_LOCK, flight.stale))
+            if not done:  # waited long enough: the stale copy, or ask Reusely without the lock
+                if flight.stale is not None:
+                    return Lookup(STALE, flight.stale)
+                return Lookup(MISS, None, self._fill(route, key, NO_LOCK, None))
             status, entry = flight.done.result()
             if status == _RETRY:
                 continue
@@ -268,6 +272,8 @@ class ResponseCache:
                 return Lookup(MISS, stale, fill)
             if state == FAILED and stale is not None:
                 return Lookup(STALE, stale)
+            if state == LOCKED and loop.time() >= deadline and stale is not None:
+                return Lookup(STALE, stale)  # the one request took the read timeout: failed
             if state != LOCKED or loop.time() >= deadline:  # PASS, FAILED, or waited enough
                 return Lookup(MISS, stale, Fill(self, route, key, name, NO_LOCK, stale))
             await asyncio.sleep(min(delay * random.uniform(0.8, 1.2),
