@@ -28,6 +28,8 @@ from gateway.cachestore import (
     RedisEntries,
     mark,
 )
+from gateway.environment import default_policy_text
+from gateway.policy import parse_policy, parse_yaml
 
 JSON = [(b"content-type", b"application/json"), (b"content-length", b"12")]
 
@@ -190,3 +192,12 @@ PLAYED = [
 
 def test_memory_entries_lock_mark_store_and_go_stale_like_the_redis_script():
     assert asyncio.run(play(MemoryEntries())) == PLAYED
+
+
+def test_the_default_policy_caches_the_catalog_reads_only():
+    policy = parse_policy(parse_yaml(default_policy_text(), "default policy"))
+    cached = {r.name: (r.cache_ttl, r.stale_while_revalidate, r.stale_if_error)
+              for r in policy.routes if r.cache_ttl}
+    assert cached == {"catalog": (300, 60, 3600)}
+    catalog = next(r for r in policy.routes if r.name == "catalog")
+    assert catalog.methods == ("GET",) and catalog.access == "public"
