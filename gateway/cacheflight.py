@@ -67,7 +67,7 @@ log = logging.getLogger("gateway.cache")
 MISS, BYPASS = b"miss", b"bypass"
 LOCAL_SECONDS = 5.0  # with Redis: a worker's copy lives at most this long (a purge's delay)
 MARK_SECONDS = 1.0
-BACKOFF_FIRST, BACKOFF_MAX = 0.005, 0.1
+BACKOFF_FIRST, BACKOFF_MAX = 0.005, 0.05
 _GO, _RETRY = b"go", b"retry"  # what a flight tells its followers, besides HIT, STALE, BYPASS
 
 

@@ -42,10 +42,9 @@ def served(tmp_path: Path, upstream: Upstream, redis_url: str) -> Iterator[list[
 
 async def burst(url: str, count: int) -> list[httpx.Response]:
     """`count` GETs at once, each on its own connection (so the workers share them)."""
-    async def one() -> httpx.Response:
-        async with httpx.AsyncClient(timeout=15) as client:
-            return await client.get(url)
-    return list(await asyncio.gather(*(one() for _ in range(count))))
+    limits = httpx.Limits(max_connections=count, max_keepalive_connections=0)
+    async with httpx.AsyncClient(timeout=15, limits=limits) as client:
+        return list(await asyncio.gather(*(client.get(url) for _ in range(count))))
 
 
 def test_twenty_concurrent_misses_over_two_workers_make_one_request(served, upstream):
