@@ -2,9 +2,10 @@
 
 What may be kept is what is safe to give every caller of a route (they all
 get the same credentials, so the same answer): a GET answered 200 with a
-Content-Length of at most `MAX_ENTRY_BYTES`, no `Cache-Control: private`,
-`no-store` or `no-cache`, and no `Vary` beyond `Accept-Encoding` (part of the
-key) and `Origin` (the gateway answers CORS itself). The headers kept are the
+Content-Length of at most `MAX_ENTRY_BYTES` and at most `MAX_HEADERS` header
+fields, no `Cache-Control: private`, `no-store` or `no-cache`, and no `Vary`
+beyond `Accept-Encoding` (part of the key) and `Origin` (the gateway answers
+CORS itself). The headers kept are the
 already-cleaned ones callers see (no `Set-Cookie`, no credential, no
 credential echo); Reusely's own `Age` is dropped, ours is written on use.
 The key is the route, the raw target (path and query, byte for byte) and
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from gateway.errors import Headers
 
 MAX_ENTRY_BYTES = 256 * 1024
+MAX_HEADERS = 100  # as for requests: an answer with more is not kept
 COPIES_BYTES = 32 * 1024 * 1024
 _UNCACHEABLE = (b"private", b"no-store", b"no-cache")
 _VARY_ALLOWED = (b"accept-encoding", b"origin")
@@ -41,7 +43,7 @@ Key = tuple[str, str, bytes]
 
 def cacheable(status: int, headers: Headers) -> int | None:
     """The body length to buffer if this answer may be kept, else None."""
-    if status != 200:
+    if status != 200 or len(headers) > MAX_HEADERS:
         return None
     length = None
     for name, value in headers:

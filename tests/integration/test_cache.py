@@ -393,3 +393,51 @@ def test_the_cache_works_on_redis_cluster(gateway_factory, upstream, http, tmp_p
         assert http.get(one.url + "/b/json/cl").headers["x-cache-status"] == "stale"
     finally:
         cluster.stop()
+
+
+# -- what it costs in Redis --------------------------------------------------------
+
+
+def test_a_miss_costs_two_redis_calls_a_workers_hit_none_and_an_uncached_route_none(
+        gateway_factory, upstream, http):
+    """Counted by the Redis server itself (a private one: nobody else's calls)."""
+    from tests.support.redisserver import PrivateRedis
+
+    private = PrivateRedis().start()
+    try:
+        text = policy() + """  - name: plain
+    path: /p/{rest:path}
+    methods: [GET]
+    credentials: [api_key]
+    access: public
+"""
+        env = {"GATEWAY_REDIS_URL": private.url}
+        one, two = gateway_factory(text, env=env), gateway_factory(text, env=env)
+        client = redis.Redis(port=private.port)
+
+        def calls() -> int:
+            """Round trips: script calls, and any other command sent on its own (the
+            commands the scripts run inside are counted by Redis too: not those)."""
+            stats = client.info("commandstats")
+            inside = {"hmget", "hset", "hget", "hdel", "pttl", "pexpire", "info", "ping"}
+            return sum(v["calls"] for k, v in stats.items()
+                       if k.removeprefix("cmdstat_") not in inside)
+
+        http.get(one.url + "/b/json/warm-the-scripts")
+        http.get(two.url + "/b/json/warm-the-scripts")
+        before = calls()
+        assert http.get(one.url + "/b/json/cost").headers["x-cache-status"] == "miss"
+        after_miss = calls()
+        assert http.get(one.url + "/b/json/cost").headers["x-cache-status"] == "hit"
+        after_hit = calls()
+        assert http.get(two.url + "/b/json/cost").headers["x-cache-status"] == "hit"
+        after_redis_hit = calls()
+        assert http.get(one.url + "/p/json/plain").status_code == 200
+        after_plain = calls()
+        client.close()
+    finally:
+        private.stop()
+    assert after_miss - before == 2  # the read that takes the lock, the write that frees it
+    assert after_hit - after_miss == 0  # the worker's copy
+    assert after_redis_hit - after_hit == 1  # another gateway: one read
+    assert after_plain - after_redis_hit == 0

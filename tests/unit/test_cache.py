@@ -54,6 +54,11 @@ def test_an_answer_without_a_plain_content_length_is_not_kept(length):
     assert cacheable(200, headers) is None
 
 
+def test_an_answer_with_more_header_fields_than_a_request_may_have_is_not_kept():
+    assert cacheable(200, [*JSON, *[(b"x-n", b"1")] * 98]) == 12
+    assert cacheable(200, [*JSON, *[(b"x-n", b"1")] * 99]) is None
+
+
 def test_an_answer_larger_than_the_bound_is_not_kept():
     at = [(b"content-length", str(MAX_ENTRY_BYTES).encode())]
     over = [(b"content-length", str(MAX_ENTRY_BYTES + 1).encode())]
