@@ -26,7 +26,8 @@ Stale copies (RFC 5861), each a window past the entry's freshness:
   leaves a mark (`MARK_SECONDS`) so that the others serve it at once rather
   than all trying, and a flag that Reusely is failing for this key: while it
   is set, the one request that tries again does so in the background, and
-  everybody gets the stale copy at once. The first success clears it.
+  everybody gets the stale copy at once. Reusely's next answer that is not a
+  failure clears it.
 A stale copy served at once is also kept in the worker's copies for
 `MARK_SECONDS`, so that an outage costs each worker one Redis read per key
 and second.
@@ -136,7 +137,7 @@ class Fill:
             return
         self.settled = True
         self.cache.resolve(self, _GO, self.stale)
-        await self._release("P")
+        await self._release("P", failing=False)
 
     async def abandon(self) -> None:
         """This request went away: the lock is freed and the others ask again."""
@@ -146,7 +147,7 @@ class Fill:
         self.cache.resolve(self, _RETRY, None)
         await self._release("")
 
-    async def _release(self, kind: str, *, failing: bool = False) -> None:
+    async def _release(self, kind: str, *, failing: bool | None = None) -> None:
         if self.token == NO_LOCK:
             return
         cache = self.cache

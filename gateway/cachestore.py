@@ -20,7 +20,8 @@ too), through `Store.run`:
              (TAKEN), or say who does (LOCKED, PASS, FAILED); with any expired
              entry still inside the route's stale windows, and the `x` flag
     STORE    the entry written, our lock freed, `x` cleared
-    RELEASE  our lock freed, or replaced by a P or F mark (and `x` set on F)
+    RELEASE  our lock freed, or replaced by a P or F mark (`x` set on F, cleared on P:
+             Reusely answered)
 
 Redis memory is bounded by TTLs: a stored entry lives until its freshness
 ends plus the route's longer stale window, and no longer; a lock or mark
@@ -92,6 +93,8 @@ if not lock or string.sub(lock, -#ARGV[1] - 1) ~= ':' .. ARGV[1] then
 end
 if ARGV[4] == '1' then
     redis.call('HSET', KEYS[1], 'x', '1')
+elseif ARGV[4] == '0' then
+    redis.call('HDEL', KEYS[1], 'x')
 end
 if ARGV[2] == '' then
     redis.call('HDEL', KEYS[1], 'l')
@@ -141,10 +144,12 @@ class RedisEntries:
                                           args=[fresh_until_ms, pack(entry), token, keep_ms]))
 
     async def release(self, name: str, token: str, marked: str, mark_ms: int,
-                      failing: bool) -> None:
-        """Free our lock, or replace it by a mark (`marked`, empty: none)."""
+                      failing: bool | None) -> None:
+        """Free our lock, or replace it by a mark (`marked`, empty: none); set or clear
+        the failing flag (None: leave it)."""
+        flag = "" if failing is None else "1" if failing else "0"
         await self._store.run(self._release(keys=[self._store.key(name)],
-                                            args=[token, marked, mark_ms, "1" if failing else "0"]))
+                                            args=[token, marked, mark_ms, flag]))
 
 
 @dataclass(slots=True)
@@ -207,11 +212,12 @@ class MemoryEntries:
             self._forget(next(iter(self._records)))
 
     async def release(self, name: str, token: str, marked: str, mark_ms: int,
-                      failing: bool) -> None:
+                      failing: bool | None) -> None:
         record = self._records.get(name)
         if record is None or not record.lock.endswith(":" + token):
             return
-        record.failing = record.failing or failing
+        if failing is not None:
+            record.failing = failing
         record.lock = marked
         if marked:
             deadline = int(marked[1:marked.index(":")])

@@ -182,16 +182,20 @@ async def play(entries: MemoryEntries | RedisEntries) -> list[tuple[int, bool, b
     await entries.release("k", "c", mark("F", 3100, "c"), 1000, True)
     await look(2200, "d")  # Reusely failed: stale, failing
     await look(3200, "d")  # mark passed: taken, still failing
-    await entries.store("k", Entry(200, [], b"y", 3.2, 4.2), "d", 10_000)
-    await look(3300, "e")
-    await look(14_300, "e")  # past freshness and window: nothing to serve
+    await entries.release("k", "d", mark("P", 4210, "d"), 1000, False)  # Reusely answered
+    await look(3300, "e")  # not kept, but no longer failing
+    await look(4300, "e")
+    await entries.store("k", Entry(200, [], b"y", 4.3, 5.3), "e", 10_000)
+    await look(4400, "f")
+    await look(15_400, "f")  # past freshness and window: nothing to serve
     return seen
 
 
 PLAYED = [
     (TAKEN, False, False), (LOCKED, False, False), (LOCKED, False, False), (PASS, False, False),
     (TAKEN, False, False), (FRESH, True, False), (TAKEN, True, False), (FAILED, True, True),
-    (TAKEN, True, True), (FRESH, True, False), (TAKEN, False, False),
+    (TAKEN, True, True), (PASS, True, False), (TAKEN, True, False), (FRESH, True, False),
+    (TAKEN, False, False),
 ]
 
 
