@@ -41,7 +41,7 @@ from prometheus_client import CollectorRegistry
 from gateway import __version__, body, startup
 from gateway.access import Access, Caller
 from gateway.accesslog import AccessLog
-from gateway.cache import ResponseCache
+from gateway.cacheflight import ResponseCache
 from gateway.config import Route
 from gateway.cooldown import Cooldowns
 from gateway.cors import CorsPolicy
@@ -118,7 +118,8 @@ class Gateway:
         self.health = Health(settings, self.store)
         self.quotas = Quotas(settings, self.limiter, self.store)
         self.upstream = Upstream(settings, transport=transport)
-        self.forwarder = Forwarder(self.upstream, self.cooldowns, ResponseCache(), self.metrics,
+        self.cache = ResponseCache(self.store, keys)
+        self.forwarder = Forwarder(self.upstream, self.cooldowns, self.cache, self.metrics,
                                    self.credentials.seen, credentials=self.credential_files)
 
     # -- ASGI ---------------------------------------------------------------
@@ -150,6 +151,7 @@ class Gateway:
 
     async def shutdown(self) -> None:
         self.health.ready = False
+        await self.forwarder.aclose()
         self.access_log.flush()
         self.metrics.flush()
         await self.credential_files.aclose()

@@ -87,6 +87,11 @@ class Cooldowns:
         self._metrics.rate_limited.labels(route.name, "upstream").inc()
         raise UpstreamRateLimited(max(1, math.ceil(left)))
 
+    def holds(self, route: Route) -> bool:
+        """Whether a route-wide cooldown runs, counting nothing: the cache may still answer."""
+        until = self._until.get(route.name)
+        return until is not None and until > time.monotonic()
+
     async def start(self, route: Route, values: dict[str, str], retry_after: bytes | None) -> None:
         """Reusely answered 429: remember it for every worker and replica."""
         seconds = retry_after_seconds(retry_after)

@@ -2,15 +2,16 @@
 
 In order, for one request that passed every check:
 
-    cache lookup                 a kept answer (X-Cache-Status: hit)
+    a GET on a cache_ttl route   the cache: a hit, a stale copy, or one request to Reusely
+                                 for everyone waiting on the same answer (cachedread.py)
     cooldowns.check_route        429 upstream_rate_limited while Reusely asked to wait
     upstream.send                502 upstream_unavailable, 504 upstream_timeout
     Reusely's 401                502 upstream_credentials_rejected; but a GET or HEAD sent
                                  with a credential whose file has changed since is sent
                                  once more, with the new value
     Reusely's 429                a cooldown starts; the answer passes through unchanged
-    keep                         for an Idempotency-Key, or the cache, before the last
-                                 byte reaches the caller
+    keep                         for an Idempotency-Key, before the last byte reaches
+                                 the caller
     reply.stream                 everything else, as it arrives
 """
 
@@ -21,7 +22,8 @@ import time
 from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
 
-from gateway.cache import ResponseCache, cacheable
+from gateway.cachedread import CachedRead
+from gateway.cacheflight import ResponseCache
 from gateway.config import Route
 from gateway.cooldown import Cooldowns
 from gateway.credwatch import CredentialWatcher
@@ -56,22 +58,17 @@ class Forwarder:
                  metrics: Metrics, secret_values: Collection[bytes], *,
                  credentials: CredentialWatcher | None = None) -> None:
         """`secret_values`: every credential value held since start-up (a live view)."""
-        self._upstream, self._cooldowns, self._cache = upstream, cooldowns, cache
+        self._upstream, self._cooldowns = upstream, cooldowns
         self._metrics, self._secret_values = metrics, secret_values
         self._credentials = credentials
+        self._cached = CachedRead(self._send, cooldowns, cache, metrics)
 
     async def forward(self, out: Outgoing, receive: Receive, reply: Reply,
                       claim: Claim | None) -> None:
         route, ex = out.route, reply.ex
-        cache_key = None
         if route.cache_ttl and out.method == "GET":
-            cache_key = (route.name, out.target.encode(), out.accept_encoding)
-            hit = self._cache.get(cache_key)
-            if hit is not None:
-                age = str(int(time.monotonic() - hit.stored_at)).encode()
-                await reply.whole(hit.status, [*hit.headers, (b"age", age),
-                                               (b"x-cache-status", b"hit")], hit.body)
-                return
+            await self._cached.forward(out, receive, reply)
+            return
         self._cooldowns.check_route(route)
         response = await self._send(out, ex)
         if response.status == 429:
@@ -79,18 +76,10 @@ class Forwarder:
         if claim is not None:
             await self._keep_for_key(response, claim, receive, reply, route.timeout.read)
             return
-        if cache_key is not None:
-            length = cacheable(response.status, response.headers)
-            if length is not None:
-                data = await response.read()
-                if len(data) == length:
-                    self._cache.put(cache_key, response.status, response.headers, data,
-                                    route.cache_ttl or 0)
-                await reply.whole(response.status,
-                                  [*response.headers, (b"x-cache-status", b"miss")], data)
-                return
-            ex.headers.append((b"x-cache-status", b"bypass"))
         await reply.stream(response, receive, stall=route.timeout.read)
+
+    async def aclose(self) -> None:
+        await self._cached.aclose()
 
     async def _send(self, out: Outgoing, ex: Exchange) -> UpstreamResponse:
         """One request to Reusely; its 401 to the gateway's own credentials becomes ours.

@@ -61,8 +61,9 @@ cat <<MSG
 
   # 6. Rehearse a lapsed Reusely subscription: the sandbox refuses the gateway's key, and
   #    the caller gets 502 upstream_credentials_rejected, not Reusely's 401; then back to normal.
+  #    (A catalog read not asked for yet: one already kept, like 1's, is still served.)
   curl -s -X POST $sandbox/_sandbox/state -d '{"lapsed": true}'; echo
-  curl -s -i $gw/api/v2/public/catalog/categories; echo
+  curl -s -i $gw/api/v2/public/catalog/category-brand/phones; echo
   curl -s -X DELETE $sandbox/_sandbox/state; echo
 
   # 7. Health, readiness and metrics.

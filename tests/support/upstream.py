@@ -17,6 +17,16 @@ with a small JSON body naming the path it saw):
     /retry-after/<v>   answers 429 with `Retry-After: <v>` (percent-decoded; "none": without)
     /echo-key          answers with innocently named headers holding the x-api-key it
                        received (`x-debug-auth: key=<it>`, `x-echo: <it>`), and `x-upstream: kept`
+    /delay/<ms>/<rest> waits that many milliseconds, then answers as <rest> would
+    /json/<anything>   a JSON answer with a Content-Length: {"path", "n" (the requests this
+                       path has received so far, this one included), "generation" (the
+                       attribute, which a test may change)}; while `failing` is "503" it
+                       answers 503, "reset" resets the connection, "hang" never answers
+    /with/<name>/<value>/<anything>
+                       the /json answer with one more header (both percent-decoded)
+
+`count(prefix)` is the number of requests received whose path (after "/b")
+starts with `prefix`.
 """
 
 from __future__ import annotations
@@ -58,6 +68,8 @@ class Upstream:
     first_sent: threading.Event = field(default_factory=threading.Event)
     last_sent: threading.Event = field(default_factory=threading.Event)
     big_cut: threading.Event = field(default_factory=threading.Event)
+    failing: str | None = None  # /json: None, "503", "reset" or "hang"
+    generation: int = 1  # /json: reported in the body
 
     def __post_init__(self) -> None:
         self._loop = asyncio.new_event_loop()
@@ -68,6 +80,11 @@ class Upstream:
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    def count(self, prefix: str) -> int:
+        return sum(1 for r in list(self.received)
+                   if r.target.decode("latin-1").split("?", 1)[0].removeprefix("/b")
+                   .startswith(prefix))
 
     def start(self) -> Upstream:
         self._thread.start()
@@ -136,6 +153,12 @@ class Upstream:
         return await self._respond(path.removeprefix("/b"), method, writer)
 
     async def _respond(self, path: str, method: str, writer: asyncio.StreamWriter) -> bool:
+        if path.startswith("/delay/"):
+            _, _, ms, rest = path.split("/", 3)
+            await asyncio.sleep(int(ms) / 1000)
+            path = "/" + rest
+        if path.startswith(("/json/", "/with/")):
+            return await self._json(path, method, writer)
         if path == "/reset":
             sock = writer.get_extra_info("socket")
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -191,6 +214,25 @@ class Upstream:
             await writer.drain()
             return True
         body = json.dumps({"status_code": status, "path": path, "method": method}).encode()
+        writer.write(b"HTTP/1.1 %d X\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+                     % (status, len(body)) + extra + b"\r\n" + (b"" if method == "HEAD" else body))
+        await writer.drain()
+        return True
+
+    async def _json(self, path: str, method: str, writer: asyncio.StreamWriter) -> bool:
+        failing = self.failing
+        if failing == "reset":
+            return await self._respond("/reset", method, writer)
+        if failing == "hang":
+            return await self._respond("/hang", method, writer)
+        extra = b""
+        if path.startswith("/with/"):
+            _, _, name, value, _ = path.split("/", 4)
+            extra = b"%s: %s\r\n" % (unquote(name).encode(), unquote(value).encode())
+        status = 503 if failing == "503" else 200
+        n = sum(1 for r in list(self.received)
+                if r.target.decode("latin-1").split("?", 1)[0].endswith(path))
+        body = json.dumps({"path": path, "n": n, "generation": self.generation}).encode()
         writer.write(b"HTTP/1.1 %d X\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
                      % (status, len(body)) + extra + b"\r\n" + (b"" if method == "HEAD" else body))
         await writer.drain()

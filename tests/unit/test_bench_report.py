@@ -78,6 +78,7 @@ def test_scenarios_keep_only_started_targets_and_the_floors_only_on_the_catalog(
     chosen = bench.scenarios.selected(started, skip_stream=True)
     assert [(s.name, s.kind) for s in chosen] == [
         ("catalog GET", "load"), ("internal GET (bearer)", "load"), ("mail-in POST", "load"),
+        ("idempotent replay POST", "load"),
         ("catalog GET", "light")]  # the light mail-in has only "direct" left: not run
     assert chosen[0].taking_part(started) == ["nginx", "floor-aiohttp"]
     assert chosen[1].taking_part(started) == ["nginx"]

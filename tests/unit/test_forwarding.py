@@ -160,7 +160,9 @@ def test_a_16_kib_x_forwarded_for_is_resolved_quickly():
     xff = b", ".join(b"10.0.%d.%d" % (i // 250, i % 250) for i in range(1600))
     started = time.perf_counter()
     network = TRUSTED.resolve("10.0.0.1", xff, "http", None)
-    assert time.perf_counter() - started < 0.1
+    # Linear: ~2 ms here. A walk quadratic in the hops would take seconds; the
+    # margin is for a machine loaded by other work.
+    assert time.perf_counter() - started < 0.5
     assert network.client_ip == "10.0.0.0"
 
 
