@@ -3,9 +3,11 @@
 # make run   installs the gateway's runtime only (pip install -e .) and starts the
 #            sandbox and the gateway in front of it (scripts/run.sh).
 # make test  adds the dev extra (pytest, ruff, mypy, Playwright, Helm, ...), then runs
-#            lint, type-check and the suite. The suite empties (FLUSHDB) Redis db 9 of
-#            TEST_REDIS_URL's server, or, with TEST_REDIS_URL unset, of a throwaway
+#            lint, type-check and the suite. The suite empties (FLUSHDB) the Redis database
+#            TEST_REDIS_URL names, or, with TEST_REDIS_URL unset, db 9 of a throwaway
 #            redis-server on a free loopback port that it starts and stops itself.
+# make docs-check  runs the commands of README.md and docs/ against a fresh stack, and
+#            checks the docs' links and names against the code (part of make test too).
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -13,7 +15,7 @@ BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime-installed
 DEV := $(VENV)/.dev-installed
 
-.PHONY: run test install install-runtime lint redis tools demo bench clean
+.PHONY: run test docs-check install install-runtime lint redis tools demo bench clean
 
 $(RUNTIME): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +40,12 @@ run: install-runtime
 ## make test: lint, type-check, and the whole suite against a real Redis and Chromium.
 test: install tools lint
 	@VENV=$(VENV) bash scripts/test.sh
+
+## make docs-check: every runnable command of the docs, their links, and their names
+## (settings, policy keys, metrics, error codes) against the code.
+docs-check: install
+	@VENV=$(VENV) bash scripts/test.sh -q -p no:cacheprovider tests/integration/test_docs.py \
+	  tests/integration/test_docs_names.py
 
 lint: install
 	$(BIN)/ruff check gateway tests examples scripts $(wildcard bench)

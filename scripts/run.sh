@@ -5,7 +5,7 @@
 # Ports come from the environment: GATEWAY_BIND (127.0.0.1:8080), GATEWAY_METRICS_BIND
 # (127.0.0.1:9464), SANDBOX_BIND (127.0.0.1:8081). Limits are counted in the memory of
 # one worker, unless GATEWAY_REDIS_URL is set (then in Redis, GATEWAY_WORKERS workers).
-# SANDBOX_* switches (see the README) reach the sandbox.
+# SANDBOX_* switches (docs/configuration.md, The sandbox) reach the sandbox.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/stack.sh run

@@ -21,7 +21,8 @@ KUBE_VERSION = "1.33.0"
 RELEASE = "rg"
 NAMESPACE = "shop"
 
-# CONTRACT.md section 8: the only metric names the gateway exports.
+# Metrics the dashboard and the alert rules may query, with their types: each is one
+# the gateway exports (docs/operations.md lists them all).
 GATEWAY_METRICS = {
     "gateway_requests_total": "counter",
     "gateway_request_duration_seconds": "histogram",

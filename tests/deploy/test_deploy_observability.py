@@ -1,5 +1,5 @@
 """The Grafana dashboard and the Prometheus alert rules: they parse, and every
-PromQL expression names only series the gateway exports (CONTRACT.md 8)."""
+PromQL expression names only series the gateway exports (docs/operations.md, Metrics)."""
 
 from __future__ import annotations
 

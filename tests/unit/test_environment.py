@@ -59,7 +59,7 @@ def test_environment_problems_are_located():
         assert any(p.startswith(prefix) for p in found), (prefix, found)
 
 
-def test_redis_url_schemes_of_the_contract_are_accepted():
+def test_every_documented_redis_url_scheme_is_accepted():
     for url in ("redis://h:6379/0", "rediss://h", "redis+sentinel://h:26379/mymaster",
                 "redis+cluster://h:7000"):
         assert load_settings({"GATEWAY_REDIS_URL": url}, text=MINIMAL).redis_url == url

@@ -37,7 +37,7 @@ def parse(text: str) -> Policy:
     return parse_policy(parse_yaml(text, "test.yaml"))
 
 
-def test_only_routes_is_required_and_everything_else_has_the_contract_default():
+def test_only_routes_is_required_and_everything_else_has_the_documented_default():
     policy = parse_policy(parse_yaml(MINIMAL, "t"))
     assert policy.upstream.timeout == Timeout(connect=3, read=20, write=20, pool=3)
     assert policy.upstream.max_connections == 100 and policy.upstream.retries == 1
