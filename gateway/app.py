@@ -275,7 +275,7 @@ class Gateway:
             values = limits.values(values)
             ex.headers += await limits.full(values, self.cooldowns.keyed(route, values))
         if read is None and not route.body_fields:
-            content = body.streamed(route, headers, receive)
+            content = await body.outgoing(route, ex.method, headers, receive)
         out = [*clean_request_headers(scope["headers"]), *self._credentials(route),
                (b"x-forwarded-for", network.forwarded_for),
                (b"x-forwarded-proto", network.forwarded_proto),
@@ -300,18 +300,27 @@ class Gateway:
         The cheap limits (ip, client, global) answer first whatever the body. A large
         body, or one of unknown length, is not read before they are checked (one
         read-only Redis call). A small one (`body.SMALL`) costs less to read and
-        parse than that call, so it is read first and every limit is then decided
-        in one call; if the body is refused (400, 413, 415), the cheap limits are
-        checked before that answer, so the caller gets the same answer either way.
+        parse than that call: when it came with its head (within `body.FIRST_WAIT`),
+        it is read first and every limit is then decided in one call; if the body is
+        refused (400, 413, 415), the cheap limits are checked before that answer, so
+        the caller gets the same answer either way. A small body that does not come
+        at once is waited for only after the cheap limits let it.
         """
-        small = body.is_small(headers, read)
-        if limits is not None and not small:
-            await limits.cheap()
+        first = None  # the body's first message, when it came with its head
+        deferred = False  # the cheap limits are checked in the one call, after the body
+        if limits is not None:
+            if body.is_small(headers, read):
+                pending = read is None and body.has_body(headers)
+                if pending:
+                    first = await body.first_message(receive, body.FIRST_WAIT)
+                deferred = not pending or first is not None
+            if not deferred:
+                await limits.cheap()
         try:
             return await body.read_keyed(route, scope["query_string"], headers, scope["headers"],
-                                         receive, read)
+                                         receive, read, first)
         except (InvalidBody, PayloadTooLarge, UnsupportedMediaType):
-            if limits is not None and small:
+            if deferred and limits is not None:
                 await limits.cheap()
             raise
 

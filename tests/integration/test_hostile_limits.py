@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -210,3 +212,26 @@ def test_an_error_under_deny_counts_as_a_limiter_error(http, gateway_factory, up
 def test_status_line_reads_a_raw_reply():
     assert status_line(b"HTTP/1.1 429 Too Many Requests\r\n") == 429
     assert status_line(b"") == 0
+
+
+def test_an_exhausted_ip_limit_does_not_wait_for_a_small_body(http, start, upstream):
+    gw = start(policy('{per: "body:email", rate: "5/hour"}', '{per: ip, rate: "1/hour"}'))
+    assert http.post(gw.url + MAIL_IN, json=offer(email="first@example.com")).status_code == 200
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as sock:
+        # A small body announced and never sent: the ip limit answers without waiting for it.
+        sock.sendall(f"POST {MAIL_IN} HTTP/1.1\r\nHost: g\r\nContent-Type: application/json\r\n"
+                     "Content-Length: 100\r\n\r\n".encode())
+        reply = sock.recv(4096)
+    assert reply.startswith(b"HTTP/1.1 429") and time.monotonic() - started < 1.5
+    assert len(upstream.received) == 1
+
+
+def test_a_bodiless_post_with_an_idempotency_key_is_forwarded(http, gateway_factory, upstream):
+    text = policy('{per: "body:email", rate: "5/hour"}').replace(
+        "    max_body_bytes: 16384\n", "    max_body_bytes: 16384\n    idempotency: {}\n")
+    gw = gateway_factory(text)
+    for key in (None, "key-1"):
+        headers = {"idempotency-key": key} if key else {}
+        assert http.post(gw.url + MAIL_IN, headers=headers).status_code == 200
+    assert [r.body for r in upstream.received] == [b"", b""]
