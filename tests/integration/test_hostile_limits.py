@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import time
@@ -235,3 +236,37 @@ def test_a_bodiless_post_with_an_idempotency_key_is_forwarded(http, gateway_fact
         headers = {"idempotency-key": key} if key else {}
         assert http.post(gw.url + MAIL_IN, headers=headers).status_code == 200
     assert [r.body for r in upstream.received] == [b"", b""]
+
+
+def test_a_burst_cannot_exhaust_redis_clients_and_pass_an_email_uncounted(gateway_factory,
+                                                                          upstream):
+    """Each worker keeps at most 64 calls at Redis; a Redis refusing new clients is load,
+    not an outage: the request is refused (503), never let through uncounted."""
+    tight = PrivateRedis("--maxclients", "40").start()
+    try:
+        gw = gateway_factory(policy('{per: "body:email", rate: "5/hour"}'),
+                             env={"GATEWAY_REDIS_URL": tight.url})
+        body = json.dumps(offer(email=VICTIM)).encode()
+        request = (f"POST {MAIL_IN} HTTP/1.1\r\nHost: g\r\nContent-Type: application/json\r\n"
+                   f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
+
+        async def burst() -> list[int]:
+            streams = [await asyncio.open_connection("127.0.0.1", gw.port) for _ in range(80)]
+            for _, writer in streams:  # every request at once, on its own connection
+                writer.write(request)
+
+            async def status(reader: asyncio.StreamReader) -> int:
+                line = await asyncio.wait_for(reader.readline(), 15)
+                return int(line.split(b" ", 2)[1]) if line else 0
+
+            out = await asyncio.gather(*(status(r) for r, _ in streams))
+            for _, writer in streams:
+                writer.close()
+            return list(out)
+
+        statuses = asyncio.run(burst())
+        assert statuses.count(200) <= 5, statuses
+        assert set(statuses) <= {200, 429, 503}, statuses
+        assert len(upstream.received) <= 5
+    finally:
+        tight.stop()
