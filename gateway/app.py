@@ -65,7 +65,7 @@ from gateway.errors import (
 from gateway.exchange import Exchange
 from gateway.forward import Forwarder, Outgoing
 from gateway.forwarding import Forwarding, Network
-from gateway.headers import clean_request_headers
+from gateway.headers import clean_request_headers, keep_last
 from gateway.health import NO_STORE, Health
 from gateway.health import PATHS as HEALTH
 from gateway.idempotency import Claim, Idempotency, Replay, fingerprint
@@ -276,7 +276,10 @@ class Gateway:
             ex.headers += await limits.full(values, self.cooldowns.keyed(route, values))
         if read is None and not route.body_fields:
             content = await body.outgoing(route, ex.method, headers, receive)
-        out = [*clean_request_headers(scope["headers"]), *self._credentials(route),
+        sent = clean_request_headers(scope["headers"])
+        if limits is not None and limits.counted_headers:
+            sent = keep_last(sent, limits.counted_headers)
+        out = [*sent, *self._credentials(route),
                (b"x-forwarded-for", network.forwarded_for),
                (b"x-forwarded-proto", network.forwarded_proto),
                (b"x-request-id", ex.request_id)]

@@ -16,13 +16,15 @@ one form both sides read alike:
   case-insensitively, `customer[email]` naming `customer.email`), else 400:
   a framework that merges query and body would read the query's value;
 - a field's value is a string (or `null`: absent), valid Unicode (a lone
-  surrogate, escaped, is refused), else 400.
+  surrogate, escaped, is refused) with no control character left once
+  normalised (a NUL would make a fresh key for the same mailbox), else 400.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import unicodedata
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 from urllib.parse import unquote_to_bytes
@@ -157,6 +159,12 @@ def _is_json(value: bytes) -> bool:
                                              and media.endswith(b"+json"))
 
 
+def _has_control(value: str) -> bool:
+    if value.isascii() and value.isprintable():
+        return False
+    return any(unicodedata.category(c) == "Cc" for c in value)
+
+
 def check_media_type(raw_headers: Iterable[tuple[bytes, bytes]]) -> None:
     """415 unless exactly one Content-Type is sent and it is JSON."""
     types = [v for n, v in raw_headers if n == b"content-type"]
@@ -220,6 +228,10 @@ def keyed_values(body: bytes, fields: tuple[str, ...]) -> dict[str, str]:
         except UnicodeEncodeError as exc:  # a lone surrogate, e.g. "\ud800"
             raise InvalidBody(f"The field {name!r} is not valid Unicode.") from exc
         value = normalise(name, node)
+        if value is not None and _has_control(value):
+            # "victim@example.com\0" would be a fresh key each time, while a reader
+            # that trims NUL (as PHP's trim does) sees the victim's address.
+            raise InvalidBody(f"The field {name!r} holds a control character.")
         if value is not None:
             values["body:" + name] = value
     return values

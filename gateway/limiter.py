@@ -207,13 +207,17 @@ def header_values(limits: tuple[Limit, ...], headers: dict[bytes, bytes]) -> dic
 class LimitCheck:
     """One request's limit check: an optional cheap read, then the consuming one."""
 
-    __slots__ = ("_client", "_headers", "_ip_key", "_limiter", "_limits", "_route", "skipped")
+    __slots__ = ("_client", "_headers", "_ip_key", "_limiter", "_limits", "_route",
+                 "counted_headers", "skipped")
 
     def __init__(self, limiter: Limiter, route: Route, limits: tuple[Limit, ...], client: str,
                  ip_key: str, header_values: dict[str, str]) -> None:
         self._limiter, self._route, self._limits = limiter, route, limits
         self._client, self._ip_key, self._headers = client, ip_key, header_values
         self.skipped = False  # Redis failed and on_error allowed the request uncounted
+        # The headers `header:` limits count (only their counted copy goes to Reusely).
+        self.counted_headers = frozenset(lim.rule.field.encode() for lim in limits
+                                         if lim.rule.kind == "header" and lim.rule.field)
 
     async def cheap(self) -> None:
         """Refuse (429) now if a limit known before the body is full; consume nothing."""

@@ -270,3 +270,17 @@ def test_a_burst_cannot_exhaust_redis_clients_and_pass_an_email_uncounted(gatewa
         assert len(upstream.received) <= 5
     finally:
         tight.stop()
+
+
+def test_a_limited_header_sent_twice_reaches_reusely_once_as_counted(start, upstream):
+    text = policy('{per: "header:x-shopper", rate: "2/hour"}')
+    gw = start(text)
+    statuses = []
+    for i in range(3):
+        body = b'{"first_name": "A"}'
+        status, _ = raw_post(gw, MAIL_IN, body, [("Content-Type", "application/json"),
+                                                 ("X-Shopper", "victim"), ("X-Shopper", "decoy")])
+        statuses.append(status)
+    assert statuses == [200, 200, 429]  # counted as "decoy", the copy Reusely gets
+    for received in upstream.received:
+        assert [v for n, v in received.headers if n == "x-shopper"] == ["decoy"]
