@@ -73,6 +73,7 @@ from gateway.limiter import LimitCheck, Limiter
 from gateway.limitkeys import LimitKeys
 from gateway.metrics import Metrics, method_label
 from gateway.quota import QUOTA_METHODS, QUOTA_PATH, Quotas
+from gateway.redact import mask
 from gateway.respond import Receive, Reply, Scope, Send
 from gateway.routing import RouteTable, check_path
 from gateway.settings import Settings
@@ -83,6 +84,12 @@ from gateway.upstream import Transport, Upstream, ascii_target
 
 log = logging.getLogger("gateway")
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._-]{1,128}$")
+
+
+def _personal(request_id: bytes) -> bool:
+    """A caller's request id that looks like a phone: it would reach the logs."""
+    text = request_id.decode("ascii")
+    return mask(text) != text
 
 
 class Gateway:
@@ -165,8 +172,9 @@ class Gateway:
         start = time.perf_counter()
         headers: dict[bytes, bytes] = dict(scope["headers"])
         sent_id = headers.get(b"x-request-id")
-        request_id = sent_id if sent_id and _REQUEST_ID.match(sent_id) else os.urandom(16).hex(
-        ).encode()
+        if not (sent_id and _REQUEST_ID.match(sent_id) and not _personal(sent_id)):
+            sent_id = os.urandom(16).hex().encode()
+        request_id = sent_id
         ex = Exchange(request_id, scope["method"], scope["path"])
         reply = Reply(send, ex)
         self.metrics.in_flight.inc()
@@ -192,6 +200,7 @@ class Gateway:
             self.metrics.upstream_errors.labels(ex.route, exc.kind).inc()
         ex.limited = ex.limited or isinstance(exc, RateLimited)
         if ex.started:  # too late for an answer: the connection is cut short
+            ex.status = exc.status_code  # recorded as what became of it: 499, 502, 504
             raise exc
         if isinstance(exc, ClientDisconnected):
             ex.status = exc.status_code  # nobody to answer

@@ -276,7 +276,7 @@ def test_a_limited_header_sent_twice_reaches_reusely_once_as_counted(start, upst
     text = policy('{per: "header:x-shopper", rate: "2/hour"}')
     gw = start(text)
     statuses = []
-    for i in range(3):
+    for _ in range(3):
         body = b'{"first_name": "A"}'
         status, _ = raw_post(gw, MAIL_IN, body, [("Content-Type", "application/json"),
                                                  ("X-Shopper", "victim"), ("X-Shopper", "decoy")])
