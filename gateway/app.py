@@ -194,6 +194,15 @@ class Gateway:
                                    ex.path, ex.status, round(elapsed * 1000, 3),
                                    ex.upstream_status, ex.limited)
 
+    def record_server_answer(self, request_id: str, method: str, path: str, status: int,
+                             seconds: float) -> None:
+        """An answer the server gave before this app saw the request (a 431 for a head
+        over its bounds): counted and logged like every other answer."""
+        self.metrics.observe_request("unmatched", method_label(method), status, "public",
+                                     seconds)
+        self.access_log.record(request_id, "public", "unmatched", method, path, status,
+                               round(seconds * 1000, 3), None, False)
+
     async def _refuse(self, exc: GatewayError, reply: Reply) -> None:
         ex = reply.ex
         if isinstance(exc, UpstreamTimeout | UpstreamUnavailable):
