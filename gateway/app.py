@@ -207,7 +207,9 @@ class Gateway:
         ex = reply.ex
         if isinstance(exc, UpstreamTimeout | UpstreamUnavailable):
             self.metrics.upstream_errors.labels(ex.route, exc.kind).inc()
-        ex.limited = ex.limited or isinstance(exc, RateLimited)
+        if isinstance(exc, RateLimited):
+            ex.limited = True
+            ex.limit_headers = []  # the refusal carries its own, as the check found them
         if ex.started:  # too late for an answer: the connection is cut short
             ex.status = exc.status_code  # recorded as what became of it: 499, 502, 504
             raise exc
@@ -288,10 +290,11 @@ class Gateway:
         content: bytes | AsyncIterator[bytes] | None = read
         values: dict[str, str] = {}
         if route.body_fields:
-            content, values = await self._read_keyed(route, scope, headers, receive, limits, read)
+            content, values = await self._read_keyed(route, scope, headers, receive, limits, read,
+                                                     ex)
         if limits is not None:
             values = limits.values(values)
-            ex.headers += await limits.full(values, self.cooldowns.keyed(route, values))
+            ex.limit_headers = await limits.full(values, self.cooldowns.keyed(route, values))
         if read is None and not route.body_fields:
             content = await body.outgoing(route, ex.method, headers, receive)
         sent = clean_request_headers(scope["headers"])
@@ -315,7 +318,7 @@ class Gateway:
     @staticmethod
     async def _read_keyed(route: Route, scope: Scope, headers: dict[bytes, bytes],
                           receive: Receive, limits: LimitCheck | None,
-                          read: bytes | None) -> tuple[bytes, dict[str, str]]:
+                          read: bytes | None, ex: Exchange) -> tuple[bytes, dict[str, str]]:
         """A body-keyed route's body, read once and bounded, and the values it is counted by.
 
         The cheap limits (ip, client, global) answer first whatever the body. A large
@@ -336,13 +339,13 @@ class Gateway:
                     first = await body.first_message(receive, body.FIRST_WAIT)
                 deferred = not pending or first is not None
             if not deferred:
-                await limits.cheap()
+                ex.limit_headers = await limits.cheap()
         try:
             return await body.read_keyed(route, scope["query_string"], headers, scope["headers"],
                                          receive, read, first)
         except (InvalidBody, PayloadTooLarge, UnsupportedMediaType):
             if deferred and limits is not None:
-                await limits.cheap()
+                ex.limit_headers = await limits.cheap()
             raise
 
 

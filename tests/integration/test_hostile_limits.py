@@ -284,3 +284,20 @@ def test_a_limited_header_sent_twice_reaches_reusely_once_as_counted(start, upst
     assert statuses == [200, 200, 429]  # counted as "decoy", the copy Reusely gets
     for received in upstream.received:
         assert [v for n, v in received.headers if n == "x-shopper"] == ["decoy"]
+
+
+def test_a_refused_body_on_a_limited_route_still_says_the_limits(http, start, upstream):
+    gw = start(policy('{per: "body:email", rate: "5/hour"}', '{per: ip, rate: "30/hour"}'))
+    assert http.post(gw.url + MAIL_IN, json=offer(email="a@example.com")).status_code == 200
+    small = http.post(gw.url + MAIL_IN, content=b"not json",
+                      headers={"content-type": "application/json"})
+    form = http.post(gw.url + MAIL_IN, content=b"email=a", headers={
+        "content-type": "application/x-www-form-urlencoded"})
+    large = http.post(gw.url + MAIL_IN, content=b"[" + b" " * 8000 + b"]",
+                      headers={"content-type": "application/json"})
+    for r, status in ((small, 400), (form, 415), (large, 400)):
+        assert r.status_code == status
+        assert (r.headers["x-ratelimit-limit"], r.headers["x-ratelimit-remaining"]) == ("30", "29")
+        assert list(r.headers.keys()).count("x-ratelimit-limit") == 1
+    refused = http.post(gw.url + MAIL_IN, json=offer(email="a@example.com"))
+    assert list(refused.headers.keys()).count("x-ratelimit-limit") == 1
