@@ -24,7 +24,7 @@ import time
 from typing import IO, Any
 
 from gateway.logsetup import JsonFormatter
-from gateway.redact import hide, mask
+from gateway.redact import hide, mask_path
 
 ACCESS_FIELDS = ("request_id", "client", "route", "method", "path", "status", "duration_ms",
                  "upstream_status", "limited")
@@ -89,7 +89,8 @@ class AccessLog:
         found = self._rendered.get((value, masked))
         if found is None:
             secrets = self._rendered_for or ()
-            found = json.dumps(mask(hide(value, secrets)) if masked else hide(value, secrets))
+            found = json.dumps(mask_path(hide(value, secrets)) if masked
+                               else hide(value, secrets))
             if len(self._rendered) >= 4096:
                 self._rendered.clear()
             self._rendered[(value, masked)] = found

@@ -65,7 +65,7 @@ from gateway.errors import (
 from gateway.exchange import Exchange
 from gateway.forward import Forwarder, Outgoing
 from gateway.forwarding import Forwarding, Network
-from gateway.headers import clean_request_headers
+from gateway.headers import clean_request_headers, keep_last
 from gateway.health import NO_STORE, Health
 from gateway.health import PATHS as HEALTH
 from gateway.idempotency import Claim, Idempotency, Replay, fingerprint
@@ -73,6 +73,7 @@ from gateway.limiter import LimitCheck, Limiter
 from gateway.limitkeys import LimitKeys
 from gateway.metrics import Metrics, method_label
 from gateway.quota import QUOTA_METHODS, QUOTA_PATH, Quotas
+from gateway.redact import mask
 from gateway.respond import Receive, Reply, Scope, Send
 from gateway.routing import RouteTable, check_path
 from gateway.settings import Settings
@@ -83,6 +84,12 @@ from gateway.upstream import Transport, Upstream, ascii_target
 
 log = logging.getLogger("gateway")
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._-]{1,128}$")
+
+
+def _personal(request_id: bytes) -> bool:
+    """A caller's request id that looks like a phone: it would reach the logs."""
+    text = request_id.decode("ascii")
+    return mask(text) != text
 
 
 class Gateway:
@@ -165,8 +172,9 @@ class Gateway:
         start = time.perf_counter()
         headers: dict[bytes, bytes] = dict(scope["headers"])
         sent_id = headers.get(b"x-request-id")
-        request_id = sent_id if sent_id and _REQUEST_ID.match(sent_id) else os.urandom(16).hex(
-        ).encode()
+        if not (sent_id and _REQUEST_ID.match(sent_id) and not _personal(sent_id)):
+            sent_id = os.urandom(16).hex().encode()
+        request_id = sent_id
         ex = Exchange(request_id, scope["method"], scope["path"])
         reply = Reply(send, ex)
         self.metrics.in_flight.inc()
@@ -186,12 +194,24 @@ class Gateway:
                                    ex.path, ex.status, round(elapsed * 1000, 3),
                                    ex.upstream_status, ex.limited)
 
+    def record_server_answer(self, request_id: str, method: str, path: str, status: int,
+                             seconds: float) -> None:
+        """An answer the server gave before this app saw the request (a 431 for a head
+        over its bounds): counted and logged like every other answer."""
+        self.metrics.observe_request("unmatched", method_label(method), status, "public",
+                                     seconds)
+        self.access_log.record(request_id, "public", "unmatched", method, path, status,
+                               round(seconds * 1000, 3), None, False)
+
     async def _refuse(self, exc: GatewayError, reply: Reply) -> None:
         ex = reply.ex
         if isinstance(exc, UpstreamTimeout | UpstreamUnavailable):
             self.metrics.upstream_errors.labels(ex.route, exc.kind).inc()
-        ex.limited = ex.limited or isinstance(exc, RateLimited)
+        if isinstance(exc, RateLimited):
+            ex.limited = True
+            ex.limit_headers = []  # the refusal carries its own, as the check found them
         if ex.started:  # too late for an answer: the connection is cut short
+            ex.status = exc.status_code  # recorded as what became of it: 499, 502, 504
             raise exc
         if isinstance(exc, ClientDisconnected):
             ex.status = exc.status_code  # nobody to answer
@@ -270,13 +290,17 @@ class Gateway:
         content: bytes | AsyncIterator[bytes] | None = read
         values: dict[str, str] = {}
         if route.body_fields:
-            content, values = await self._read_keyed(route, scope, headers, receive, limits, read)
+            content, values = await self._read_keyed(route, scope, headers, receive, limits, read,
+                                                     ex)
         if limits is not None:
             values = limits.values(values)
-            ex.headers += await limits.full(values, self.cooldowns.keyed(route, values))
+            ex.limit_headers = await limits.full(values, self.cooldowns.keyed(route, values))
         if read is None and not route.body_fields:
-            content = body.streamed(route, headers, receive)
-        out = [*clean_request_headers(scope["headers"]), *self._credentials(route),
+            content = await body.outgoing(route, ex.method, headers, receive)
+        sent = clean_request_headers(scope["headers"])
+        if limits is not None and limits.counted_headers:
+            sent = keep_last(sent, limits.counted_headers)
+        out = [*sent, *self._credentials(route),
                (b"x-forwarded-for", network.forwarded_for),
                (b"x-forwarded-proto", network.forwarded_proto),
                (b"x-request-id", ex.request_id)]
@@ -294,25 +318,34 @@ class Gateway:
     @staticmethod
     async def _read_keyed(route: Route, scope: Scope, headers: dict[bytes, bytes],
                           receive: Receive, limits: LimitCheck | None,
-                          read: bytes | None) -> tuple[bytes, dict[str, str]]:
+                          read: bytes | None, ex: Exchange) -> tuple[bytes, dict[str, str]]:
         """A body-keyed route's body, read once and bounded, and the values it is counted by.
 
         The cheap limits (ip, client, global) answer first whatever the body. A large
         body, or one of unknown length, is not read before they are checked (one
         read-only Redis call). A small one (`body.SMALL`) costs less to read and
-        parse than that call, so it is read first and every limit is then decided
-        in one call; if the body is refused (400, 413, 415), the cheap limits are
-        checked before that answer, so the caller gets the same answer either way.
+        parse than that call: when it came with its head (within `body.FIRST_WAIT`),
+        it is read first and every limit is then decided in one call; if the body is
+        refused (400, 413, 415), the cheap limits are checked before that answer, so
+        the caller gets the same answer either way. A small body that does not come
+        at once is waited for only after the cheap limits let it.
         """
-        small = body.is_small(headers, read)
-        if limits is not None and not small:
-            await limits.cheap()
+        first = None  # the body's first message, when it came with its head
+        deferred = False  # the cheap limits are checked in the one call, after the body
+        if limits is not None:
+            if body.is_small(headers, read):
+                pending = read is None and body.has_body(headers)
+                if pending:
+                    first = await body.first_message(receive, body.FIRST_WAIT)
+                deferred = not pending or first is not None
+            if not deferred:
+                ex.limit_headers = await limits.cheap()
         try:
             return await body.read_keyed(route, scope["query_string"], headers, scope["headers"],
-                                         receive, read)
+                                         receive, read, first)
         except (InvalidBody, PayloadTooLarge, UnsupportedMediaType):
-            if limits is not None and small:
-                await limits.cheap()
+            if deferred and limits is not None:
+                ex.limit_headers = await limits.cheap()
             raise
 
 

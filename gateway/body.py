@@ -16,24 +16,35 @@ one form both sides read alike:
   case-insensitively, `customer[email]` naming `customer.email`), else 400:
   a framework that merges query and body would read the query's value;
 - a field's value is a string (or `null`: absent), valid Unicode (a lone
-  surrogate, escaped, is refused), else 400.
+  surrogate, escaped, is refused) with no control character left once
+  normalised (a NUL would make a fresh key for the same mailbox), else 400.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import unicodedata
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from gateway.config import Route
-from gateway.errors import ClientDisconnected, InvalidBody, PayloadTooLarge, UnsupportedMediaType
+from gateway.errors import (
+    ClientDisconnected,
+    InvalidBody,
+    PayloadTooLarge,
+    RequestTimeout,
+    UnsupportedMediaType,
+)
 from gateway.limitkeys import normalise
 
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
 
 
 SMALL = 4096  # bytes: a body this size costs less to read and parse than a Redis call
+FIRST_WAIT = 0.05  # seconds a small body may take to follow its head before the cheap check
 
 
 def is_small(headers: dict[bytes, bytes], read: bytes | None) -> bool:
@@ -49,29 +60,52 @@ def is_small(headers: dict[bytes, bytes], read: bytes | None) -> bool:
 async def read_whole(route: Route, headers: dict[bytes, bytes], receive: Receive) -> bytes:
     """A route's whole body, bounded by its `max_body_bytes` (an Idempotency-Key's case)."""
     check_length(headers, route.max_body_bytes)
-    return await read(receive, route.max_body_bytes) if has_body(headers) else b""
+    if not has_body(headers):
+        return b""
+    return await read(receive, route.max_body_bytes, route.timeout.write)
 
 
-def streamed(route: Route, headers: dict[bytes, bytes],
-             receive: Receive) -> AsyncIterator[bytes] | None:
-    """A route's body as it arrives, bounded, or None when the request has none."""
+async def outgoing(route: Route, method: str, headers: dict[bytes, bytes],
+                   receive: Receive) -> bytes | AsyncIterator[bytes] | None:
+    """What goes to Reusely of a request's body: streamed as it arrives, bounded.
+
+    A GET or HEAD has no use for a body: one that comes anyway is read (bounded,
+    and within the route's write timeout) before a connection to Reusely is
+    taken, so a caller trickling a body cannot hold connections of the pool.
+    """
     check_length(headers, route.max_body_bytes)
-    return stream(receive, route.max_body_bytes) if has_body(headers) else None
+    if not has_body(headers):
+        return None
+    if method in ("GET", "HEAD"):
+        return await read(receive, route.max_body_bytes, route.timeout.write)
+    return stream(receive, route.max_body_bytes, route.timeout.write)
 
 
 async def read_keyed(route: Route, query: bytes, headers: dict[bytes, bytes],
                      raw_headers: Iterable[tuple[bytes, bytes]], receive: Receive,
-                     read_already: bytes | None) -> tuple[bytes, dict[str, str]]:
-    """A body-keyed route's body, read once (unless `read_already`), and its keyed values."""
+                     read_already: bytes | None, first: Message | None = None,
+                     ) -> tuple[bytes, dict[str, str]]:
+    """A body-keyed route's body, read once (unless `read_already`), and its keyed values.
+
+    `first` is the body's first message when it was already received.
+    """
     check_query(query, route.body_fields)
-    if read_already is None:
-        check_length(headers, route.max_body_bytes)
-        if not has_body(headers):
-            return b"", {}
+    check_length(headers, route.max_body_bytes)
+    if not has_body(headers):
+        return b"", {}
     check_media_type(raw_headers)
-    raw = read_already if read_already is not None else await read(receive,
-                                                                   route.max_body_bytes)
+    raw = read_already if read_already is not None else await read(
+        receive, route.max_body_bytes, route.timeout.write, first)
     return raw, keyed_values(raw, route.body_fields)
+
+
+async def first_message(receive: Receive, wait: float) -> Message | None:
+    """The body's first message if it comes within `wait` seconds, else None (nothing lost)."""
+    try:
+        async with asyncio.timeout(wait):
+            return await receive()
+    except TimeoutError:
+        return None
 
 
 def has_body(headers: dict[bytes, bytes]) -> bool:
@@ -86,11 +120,21 @@ def check_length(headers: dict[bytes, bytes], limit: int) -> None:
         raise PayloadTooLarge()
 
 
-async def stream(receive: Receive, limit: int) -> AsyncIterator[bytes]:
-    """The body's chunks as they arrive; 413 once more than `limit` bytes came."""
+async def stream(receive: Receive, limit: int, within: float,
+                 first: Message | None = None) -> AsyncIterator[bytes]:
+    """The body's chunks as they arrive: 413 once more than `limit` bytes came, 408
+    unless the whole body came within `within` seconds (a caller trickling a body
+    must not hold the gateway's resources at will)."""
+    deadline = asyncio.get_running_loop().time() + within
     size = 0
+    message = first
     while True:
-        message = await receive()
+        if message is None:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                raise RequestTimeout() from None
         if message["type"] == "http.disconnect":
             raise ClientDisconnected()
         chunk = message.get("body", b"")
@@ -101,16 +145,24 @@ async def stream(receive: Receive, limit: int) -> AsyncIterator[bytes]:
             yield chunk
         if not message.get("more_body"):
             return
+        message = None
 
 
-async def read(receive: Receive, limit: int) -> bytes:
-    return b"".join([chunk async for chunk in stream(receive, limit)])
+async def read(receive: Receive, limit: int, within: float,
+               first: Message | None = None) -> bytes:
+    return b"".join([chunk async for chunk in stream(receive, limit, within, first)])
 
 
 def _is_json(value: bytes) -> bool:
     media = value.split(b";", 1)[0].strip().lower()
     return media == b"application/json" or (media.startswith(b"application/")
                                              and media.endswith(b"+json"))
+
+
+def _has_control(value: str) -> bool:
+    if value.isascii() and value.isprintable():
+        return False
+    return any(unicodedata.category(c) == "Cc" for c in value)
 
 
 def check_media_type(raw_headers: Iterable[tuple[bytes, bytes]]) -> None:
@@ -176,6 +228,10 @@ def keyed_values(body: bytes, fields: tuple[str, ...]) -> dict[str, str]:
         except UnicodeEncodeError as exc:  # a lone surrogate, e.g. "\ud800"
             raise InvalidBody(f"The field {name!r} is not valid Unicode.") from exc
         value = normalise(name, node)
+        if value is not None and _has_control(value):
+            # "victim@example.com\0" would be a fresh key each time, while a reader
+            # that trims NUL (as PHP's trim does) sees the victim's address.
+            raise InvalidBody(f"The field {name!r} holds a control character.")
         if value is not None:
             values["body:" + name] = value
     return values

@@ -38,6 +38,7 @@ _PAIR = struct.Struct(">II")
 HIT, STALE = b"hit", b"stale"
 
 Key = tuple[str, str, bytes]
+KEY_OVERHEAD = 200  # bytes a copy's dict slot, tuple and entry object cost besides their data
 """A cached answer's key: route name, raw target, Accept-Encoding."""
 
 
@@ -150,7 +151,9 @@ class Copies:
     def put(self, key: Key, entry: Entry, until: float, status: bytes = HIT) -> None:
         if key in self._copies:
             self._drop(key)
-        size = size_of(entry)
+        # The key holds the raw target (up to the 16 KiB a request head may carry):
+        # counted too, so unique query strings cannot grow a worker's memory unseen.
+        size = size_of(entry) + len(key[0]) + len(key[1]) + len(key[2]) + KEY_OVERHEAD
         self._copies[key] = (entry, until, status, size)
         self._bytes += size
         while self._bytes > self._max and self._copies:

@@ -189,6 +189,30 @@ def token_hashes(value: Any) -> tuple[str, ...]:
 # -- across sections --------------------------------------------------------
 
 
+def _same_windows(limits: Any, where: tuple[str | int, ...]) -> Found:
+    """Two limits of one route (or client) counting the same window: they would share
+    one Redis list, and every request would be counted in it twice."""
+    found: Found = []
+    windows: dict[tuple[str, int, int], int] = {}
+    for j, limit in enumerate(limits if isinstance(limits, list) else ()):
+        per, rate = (limit.get("per"), limit.get("rate")) if isinstance(limit, dict) else (0, 0)
+        if not isinstance(per, str) or not isinstance(rate, str):
+            continue
+        try:
+            items = parse_many(rate)
+        except ValueError:
+            continue
+        for item in items:
+            window = (per, item.amount, item.get_expiry())
+            if window in windows and windows[window] != j:
+                found.append(((*where, j), f"counts the same window as limits[{windows[window]}]"
+                              f" ({per} {item.amount} per {item.get_expiry()} s): give each "
+                              "window once"))
+                break
+            windows.setdefault(window, j)
+    return found
+
+
 def relations(data: dict[str, Any]) -> Found:
     """Route names given twice, clients naming unknown routes, names and tokens shared.
 
@@ -197,6 +221,11 @@ def relations(data: dict[str, Any]) -> Found:
     """
     found: Found = []
     routes = data.get("routes")
+    for section in ("routes", "clients"):
+        entries = data.get(section)
+        for i, entry in enumerate(entries if isinstance(entries, list) else ()):
+            if isinstance(entry, dict):
+                found += _same_windows(entry.get("limits"), (section, i, "limits"))
     seen: dict[str, int] = {}
     for i, route in enumerate(routes if isinstance(routes, list) else ()):
         given = route.get("name") if isinstance(route, dict) else None

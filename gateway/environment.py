@@ -215,11 +215,14 @@ def _limit_key(secret: Secret | None, api_key: Secret | None) -> tuple[bytes, st
 
 
 def hide_password(url: str) -> str:
-    """`url` with any `user:password@` shown as `***@`: what tools and logs may print."""
+    """`url` with any `user:password@` shown as `***@`, and any query (redis-py takes
+    `?password=` too) as `?***`: what tools and logs may print."""
     parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
+    if "@" in parts.netloc:
+        parts = parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2])
+    if parts.query or parts.fragment:
+        parts = parts._replace(query="***" if parts.query else "", fragment="")
+    return urlunsplit(parts)
 
 
 def _workers(raw: str, problems: list[str]) -> int:

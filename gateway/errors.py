@@ -11,6 +11,7 @@
       RouteNotFound            404 route_not_found
       MethodNotAllowed         405 method_not_allowed (with Allow)
       IdempotencyKeyInUse      409 idempotency_key_in_use (with Retry-After: 1)
+      RequestTimeout           408 request_timeout (the body did not arrive in time)
       PayloadTooLarge          413 payload_too_large
       UnsupportedMediaType     415 unsupported_media_type
       IdempotencyKeyReused     422 idempotency_key_reused
@@ -127,6 +128,15 @@ class IdempotencyKeyInUse(GatewayError):
 
     def __init__(self) -> None:
         super().__init__(headers=[(b"retry-after", b"1")])
+
+
+class RequestTimeout(GatewayError):
+    status_code = 408
+    code = "request_timeout"
+    message = "The request body did not arrive in time."
+
+    def __init__(self) -> None:
+        super().__init__(headers=[(b"connection", b"close")])
 
 
 class PayloadTooLarge(GatewayError):

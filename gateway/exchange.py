@@ -3,7 +3,8 @@
 Filled in along the request path (route, caller, status, what Reusely
 answered, whether a limit refused it) and read once at the end by the metrics
 and the access log. `headers` accumulates what the modules add to the answer
-(CORS, rate limit, cache status, idempotent replay); the one writer
+(CORS, cache status, idempotent replay) and `limit_headers` the latest limit
+check's X-RateLimit-* and RateLimit fields; the one writer
 (`respond.Reply`) sends them with whatever answer the request gets.
 """
 
@@ -26,3 +27,4 @@ class Exchange:
     limited: bool = False
     started: bool = False
     headers: Headers = field(default_factory=list)
+    limit_headers: Headers = field(default_factory=list)  # the latest limit check's

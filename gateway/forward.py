@@ -17,6 +17,7 @@ In order, for one request that passed every check:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Collection
@@ -27,7 +28,7 @@ from gateway.cacheflight import ResponseCache
 from gateway.config import Route
 from gateway.cooldown import Cooldowns
 from gateway.credwatch import CredentialWatcher
-from gateway.errors import Headers, UpstreamCredentialsRejected
+from gateway.errors import Headers, UpstreamCredentialsRejected, UpstreamTimeout
 from gateway.exchange import Exchange
 from gateway.idempotency import MAX_KEPT_BYTES, Claim, keepable
 from gateway.metrics import Metrics
@@ -127,7 +128,12 @@ class Forwarder:
         """Keep a keepable answer for its Idempotency-Key, or free the key, then answer."""
         length = response.content_length
         if keepable(response.status) and (length is None or length <= MAX_KEPT_BYTES):
-            data, complete = await response.read_up_to(MAX_KEPT_BYTES)
+            try:  # as a whole within one read timeout: the in-flight marker outlives it
+                async with asyncio.timeout(stall):
+                    data, complete = await response.read_up_to(MAX_KEPT_BYTES)
+            except TimeoutError:
+                await response.aclose()
+                raise UpstreamTimeout() from None
             if complete:
                 await claim.keep(response.status, response.headers, data)
                 await reply.whole(response.status, response.headers, data)

@@ -56,12 +56,28 @@ MIN_SECRET_BYTES = 8
 _UNDERSCORE = ord("_")  # `int in bytes` is a memchr; `b"_" in bytes` costs 8x more
 
 
+# What a `Connection` header may not remove: the body's framing and media type
+# were judged by the gateway (a body-keyed route reads only JSON); Reusely must
+# get them as judged, not a body with its Content-Type taken away.
+END_TO_END = frozenset({b"content-type", b"content-length"})
+
+
 def _connection_listed(headers: Iterable[tuple[bytes, bytes]]) -> frozenset[bytes]:
     listed: set[bytes] = set()
     for name, value in headers:
         if name.lower() == b"connection":
             listed.update(v.strip().lower() for v in value.split(b","))
-    return frozenset(listed)
+    return frozenset(listed - END_TO_END)
+
+
+def keep_last(raw: list[tuple[bytes, bytes]],
+              names: frozenset[bytes]) -> list[tuple[bytes, bytes]]:
+    """Only the last of each of `names` when sent more than once: the one a limit counted.
+
+    A `header:` limit counts one value; Reusely must not read another copy.
+    """
+    last = {n: i for i, (n, _) in enumerate(raw) if n in names}
+    return [(n, v) for i, (n, v) in enumerate(raw) if n not in names or last[n] == i]
 
 
 def clean_request_headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:

@@ -24,8 +24,9 @@ Stripe's details):
   an answer too large to keep (streamed instead). A retry is then handled as
   new.
 
-The in-flight marker lives for the route's connect + pool + write + read
-timeouts plus `MARKER_SLACK` seconds: long enough for any request the route
+The in-flight marker lives for the route's connect + pool + write timeouts,
+twice its read timeout (Reusely's first byte, then reading an answer to keep,
+bounded as a whole) plus `MARKER_SLACK` seconds: long enough for any request the route
 can still be handling, short enough that a worker dying mid-request blocks
 the key no longer than that. A timeout after the body reached Reusely is the
 gateway's own 504 and frees the key, as the rules above say; the offer may
@@ -234,7 +235,9 @@ class Idempotency:
         name = f"rg/idem/{route.name}/{scoped}"
         marker = IN_FLIGHT + print_ + os.urandom(16)
         t = route.timeout
-        hold_ms = int((t.connect + t.pool + t.write + t.read + MARKER_SLACK) * 1000)
+        # Waiting for a connection, sending, Reusely's first byte, then reading an answer
+        # to keep (bounded by one more read timeout as a whole: forward.py).
+        hold_ms = int((t.connect + t.pool + t.write + 2 * t.read + MARKER_SLACK) * 1000)
         old = await self._store.run(self._claim_once(name, marker, hold_ms))
         if old is None:
             return Claim(self, name, marker, route.idempotency.ttl)

@@ -207,21 +207,29 @@ def header_values(limits: tuple[Limit, ...], headers: dict[bytes, bytes]) -> dic
 class LimitCheck:
     """One request's limit check: an optional cheap read, then the consuming one."""
 
-    __slots__ = ("_client", "_headers", "_ip_key", "_limiter", "_limits", "_route", "skipped")
+    __slots__ = ("_client", "_headers", "_ip_key", "_limiter", "_limits", "_route",
+                 "counted_headers", "skipped")
 
     def __init__(self, limiter: Limiter, route: Route, limits: tuple[Limit, ...], client: str,
                  ip_key: str, header_values: dict[str, str]) -> None:
         self._limiter, self._route, self._limits = limiter, route, limits
         self._client, self._ip_key, self._headers = client, ip_key, header_values
         self.skipped = False  # Redis failed and on_error allowed the request uncounted
+        # The headers `header:` limits count (only their counted copy goes to Reusely).
+        self.counted_headers = frozenset(lim.rule.field.encode() for lim in limits
+                                         if lim.rule.kind == "header" and lim.rule.field)
 
-    async def cheap(self) -> None:
-        """Refuse (429) now if a limit known before the body is full; consume nothing."""
+    async def cheap(self) -> Headers:
+        """Refuse (429) now if a limit known before the body is full; consume nothing.
+
+        The headers of those limits as they stand, for an answer refused before
+        the counting check (a body refused with 400, 413 or 415)."""
         counted = self._limiter.counted(self._limits, client=self._client, ip_key=self._ip_key,
                                         values=None)
-        if counted:
-            seen, _ = await self._run(counted, consume=False, cooldowns=())
-            self._verdict(seen, 0, consumed=False, final=False)
+        if not counted:
+            return []
+        seen, _ = await self._run(counted, consume=False, cooldowns=())
+        return self._verdict(seen, 0, consumed=False, final=False)
 
     def values(self, body_values: dict[str, str]) -> dict[str, str]:
         """Every keyed value of the request: the body's and the headers'."""

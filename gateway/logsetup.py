@@ -15,7 +15,8 @@ import logging
 import time
 from typing import Any
 
-from gateway.redact import hide, mask, secrets_to_hide
+from gateway.errors import ClientDisconnected, GatewayError
+from gateway.redact import hide, mask, mask_path, secrets_to_hide
 
 
 class JsonFormatter(logging.Formatter):
@@ -36,7 +37,7 @@ class JsonFormatter(logging.Formatter):
         if isinstance(access, dict):
             out.update({k: self._hide(v) if isinstance(v, str) else v
                         for k, v in access.items()})
-            out["path"] = mask(self._hide(str(access.get("path", ""))))
+            out["path"] = mask_path(self._hide(str(access.get("path", ""))))
         else:
             out["message"] = mask(self._hide(record.getMessage()))
         if record.exc_info and record.exc_info[1] is not None:
@@ -50,6 +51,26 @@ class JsonFormatter(logging.Formatter):
         return hide(text, self.secrets)
 
 
+class CutShort(logging.Filter):
+    """uvicorn's "Exception in ASGI application" for an answer the gateway cut short.
+
+    Once an answer has started, the gateway ends a failed one by raising (the
+    only way an ASGI application can make the server drop the connection): the
+    caller stopped reading, or Reusely broke off mid-answer. That is no crash of
+    the gateway, and any caller can cause the first: one line at info (the
+    caller) or warning (Reusely), without a traceback, instead of an error.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, GatewayError):
+            level = logging.INFO if isinstance(exc, ClientDisconnected) else logging.WARNING
+            record.levelno, record.levelname = level, logging.getLevelName(level)
+            record.msg, record.args, record.exc_info = (
+                "an answer was cut short after it started: %s", (exc.code,), None)
+        return True
+
+
 def logging_config(level: str, secrets: tuple[str, ...] = ()) -> dict[str, Any]:
     """The one dictConfig: JSON lines on stdout for our loggers, gunicorn's and uvicorn's."""
     lvl = level.upper()
@@ -59,13 +80,15 @@ def logging_config(level: str, secrets: tuple[str, ...] = ()) -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"json": {"()": JsonFormatter, "secrets": secrets}},
+        "filters": {"cut_short": {"()": CutShort}},
         "handlers": {"stdout": handler},
         "root": {"level": lvl, "handlers": ["stdout"]},
         "loggers": {
             "gateway.access": {"level": "INFO", "handlers": ["stdout"], "propagate": False},
             "gunicorn.error": {"level": lvl, "handlers": ["stdout"], "propagate": False},
             "gunicorn.access": {"level": "CRITICAL", "handlers": [], "propagate": False},
-            "uvicorn.error": {"level": lvl, "handlers": ["stdout"], "propagate": False},
+            "uvicorn.error": {"level": lvl, "handlers": ["stdout"], "propagate": False,
+                              "filters": ["cut_short"]},
             "uvicorn.access": {"level": "CRITICAL", "handlers": [], "propagate": False},
             "httpx": {"level": "WARNING"},
             "httpcore": {"level": "WARNING"},

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from urllib.parse import unquote
 
 # The characters an email's local part may hold, as the old pattern had them.
 _LOCAL_CHARS = r"[\w.!#$%&'*+=?^`{|}~-]"
@@ -55,6 +56,25 @@ _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # Shorter values are not hidden: replacing a one-letter "key" would garble every
 # line, and a real Reusely key is far longer.
 MIN_SECRET_LENGTH = 6
+
+
+def mask_path(path: str) -> str:
+    """A request path with emails and phones masked, also where they are %-encoded.
+
+    The path is decoded until it stops changing (at most three times, as the
+    path checks do) and masked; when masking found something, the masked
+    decoded form is what is written, else the path as it was.
+    """
+    decoded = path
+    for _ in range(3):
+        if "%" not in decoded:
+            break
+        again = unquote(decoded)
+        if again == decoded:
+            break
+        decoded = again
+    masked = mask(decoded)
+    return path if masked == decoded else masked
 
 
 def mask(text: str) -> str:

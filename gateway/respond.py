@@ -42,7 +42,8 @@ class Reply:
         ex.status = status
         ex.started = True
         await self._send({"type": "http.response.start", "status": status,
-                          "headers": [*headers, (b"x-request-id", ex.request_id), *ex.headers]})
+                          "headers": [*headers, (b"x-request-id", ex.request_id), *ex.headers,
+                                      *ex.limit_headers]})
 
     async def body(self, chunk: bytes, *, more: bool = False) -> None:
         await self._send({"type": "http.response.body", "body": chunk, "more_body": more})

@@ -25,6 +25,7 @@ command, and would fire first); its connect timeout is HARD_SECONDS.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -42,6 +43,7 @@ log = logging.getLogger("gateway.store")
 T = TypeVar("T")
 TICKS = 10
 HARD_SECONDS = 3.0
+IN_FLIGHT = 64  # calls of one worker at Redis at once (and so connections it opens)
 
 
 class _Watchdog:
@@ -113,6 +115,18 @@ def _redis_of(storage: Storage) -> tuple[Any, Callable[[str], str] | None, list[
     return client, prefixer, closers
 
 
+def _overloaded(exc: BaseException) -> bool:
+    """A failure that is load, not an outage: Redis refusing new clients, no file left."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in (errno.EMFILE, errno.ENFILE):
+            return True
+        if "max number of clients" in str(seen).lower():
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 class Store:
     """What limits, cooldowns, idempotency and the cache keep, and how they reach it.
 
@@ -133,6 +147,7 @@ class Store:
         self.scripts = self.redis is not None and not isinstance(self.redis, RedisCluster)
         self._prefix = prefixer or (lambda key: key)
         self._local: dict[str, float] = {}  # markers with a deadline, without Redis
+        self._turns = asyncio.Semaphore(IN_FLIGHT)
 
     @staticmethod
     def _connect(url: str) -> Storage:
@@ -148,14 +163,39 @@ class Store:
         return self._prefix(name)
 
     async def run(self, call: Awaitable[T]) -> T:
-        """Await one call to Redis (or the memory storage), bounded; failures -> StoreError."""
+        """Await one call to Redis (or the memory storage), bounded; failures -> StoreError.
+
+        At most IN_FLIGHT calls of this worker are at Redis at once, so a burst
+        cannot open a connection per request until Redis refuses new clients.
+        Waiting for a turn is the worker's own business, not Redis's: it is not
+        counted against the attention budget, only bounded by HARD_SECONDS
+        (then `busy`).
+        """
+        if self.redis is None:
+            return await self._attended(call)
+        try:
+            async with asyncio.timeout(HARD_SECONDS):
+                await self._turns.acquire()
+        except TimeoutError:
+            close = getattr(call, "close", None)
+            if close is not None:
+                close()  # a coroutine that will never be awaited
+            log.warning("redis calls of this worker queued for %s s: busy", HARD_SECONDS)
+            raise StoreError("busy") from None
+        try:
+            return await self._attended(call)
+        finally:
+            self._turns.release()
+
+    async def _attended(self, call: Awaitable[T]) -> T:
         try:
             return await attend(call, self.budget)
         except (StorageError, RedisError, RedisClusterException, OSError) as exc:
             # OSError covers ConnectionError (refused, reset) and a socket TimeoutError;
             # RedisClusterException (no node reachable, slots not covered) is no RedisError.
-            log.warning("redis could not answer: %s", type(exc).__name__)
-            raise StoreError("unreachable") from exc
+            kind = "busy" if _overloaded(exc) else "unreachable"
+            log.warning("redis could not answer (%s): %s", kind, type(exc).__name__)
+            raise StoreError(kind) from exc
         except StoreError as exc:
             log.warning("redis did not answer in time (%s)", exc.kind)
             raise

@@ -242,9 +242,14 @@ class DrainingHttpProtocol(HttpToolsProtocol):
         url = getattr(self, "url", b"") if self._head_begun else b""
         method = self.parser.get_method().decode("ascii", "replace") if url else ""
         since = self._head_since or self.loop.time()
-        self._access_log.record(request_id, "public", "unmatched", method,
-                                url.split(b"?", 1)[0].decode("ascii", "replace"), 431,
-                                round((self.loop.time() - since) * 1000, 3), None, False)
+        path = url.split(b"?", 1)[0].decode("ascii", "replace")
+        seconds = self.loop.time() - since
+        record = getattr(self.app, "record_server_answer", None)
+        if record is not None:  # the gateway's metrics and access line, as for any answer
+            record(request_id, method, path, 431, seconds)
+            return
+        self._access_log.record(request_id, "public", "unmatched", method, path, 431,
+                                round(seconds * 1000, 3), None, False)
 
 
 class DrainingServer(Server):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -210,3 +213,91 @@ def test_an_error_under_deny_counts_as_a_limiter_error(http, gateway_factory, up
 def test_status_line_reads_a_raw_reply():
     assert status_line(b"HTTP/1.1 429 Too Many Requests\r\n") == 429
     assert status_line(b"") == 0
+
+
+def test_an_exhausted_ip_limit_does_not_wait_for_a_small_body(http, start, upstream):
+    gw = start(policy('{per: "body:email", rate: "5/hour"}', '{per: ip, rate: "1/hour"}'))
+    assert http.post(gw.url + MAIL_IN, json=offer(email="first@example.com")).status_code == 200
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as sock:
+        # A small body announced and never sent: the ip limit answers without waiting for it.
+        sock.sendall(f"POST {MAIL_IN} HTTP/1.1\r\nHost: g\r\nContent-Type: application/json\r\n"
+                     "Content-Length: 100\r\n\r\n".encode())
+        reply = sock.recv(4096)
+    assert reply.startswith(b"HTTP/1.1 429") and time.monotonic() - started < 1.5
+    assert len(upstream.received) == 1
+
+
+def test_a_bodiless_post_with_an_idempotency_key_is_forwarded(http, gateway_factory, upstream):
+    text = policy('{per: "body:email", rate: "5/hour"}').replace(
+        "    max_body_bytes: 16384\n", "    max_body_bytes: 16384\n    idempotency: {}\n")
+    gw = gateway_factory(text)
+    for key in (None, "key-1"):
+        headers = {"idempotency-key": key} if key else {}
+        assert http.post(gw.url + MAIL_IN, headers=headers).status_code == 200
+    assert [r.body for r in upstream.received] == [b"", b""]
+
+
+def test_a_burst_cannot_exhaust_redis_clients_and_pass_an_email_uncounted(gateway_factory,
+                                                                          upstream):
+    """Each worker keeps at most 64 calls at Redis; a Redis refusing new clients is load,
+    not an outage: the request is refused (503), never let through uncounted."""
+    tight = PrivateRedis("--maxclients", "40").start()
+    try:
+        gw = gateway_factory(policy('{per: "body:email", rate: "5/hour"}'),
+                             env={"GATEWAY_REDIS_URL": tight.url})
+        body = json.dumps(offer(email=VICTIM)).encode()
+        request = (f"POST {MAIL_IN} HTTP/1.1\r\nHost: g\r\nContent-Type: application/json\r\n"
+                   f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
+
+        async def burst() -> list[int]:
+            streams = [await asyncio.open_connection("127.0.0.1", gw.port) for _ in range(80)]
+            for _, writer in streams:  # every request at once, on its own connection
+                writer.write(request)
+
+            async def status(reader: asyncio.StreamReader) -> int:
+                line = await asyncio.wait_for(reader.readline(), 15)
+                return int(line.split(b" ", 2)[1]) if line else 0
+
+            out = await asyncio.gather(*(status(r) for r, _ in streams))
+            for _, writer in streams:
+                writer.close()
+            return list(out)
+
+        statuses = asyncio.run(burst())
+        assert statuses.count(200) <= 5, statuses
+        assert set(statuses) <= {200, 429, 503}, statuses
+        assert len(upstream.received) <= 5
+    finally:
+        tight.stop()
+
+
+def test_a_limited_header_sent_twice_reaches_reusely_once_as_counted(start, upstream):
+    text = policy('{per: "header:x-shopper", rate: "2/hour"}')
+    gw = start(text)
+    statuses = []
+    for _ in range(3):
+        body = b'{"first_name": "A"}'
+        status, _ = raw_post(gw, MAIL_IN, body, [("Content-Type", "application/json"),
+                                                 ("X-Shopper", "victim"), ("X-Shopper", "decoy")])
+        statuses.append(status)
+    assert statuses == [200, 200, 429]  # counted as "decoy", the copy Reusely gets
+    for received in upstream.received:
+        assert [v for n, v in received.headers if n == "x-shopper"] == ["decoy"]
+
+
+def test_a_refused_body_on_a_limited_route_still_says_the_limits(http, start, upstream):
+    gw = start(policy('{per: "body:email", rate: "5/hour"}', '{per: ip, rate: "30/hour"}'))
+    assert http.post(gw.url + MAIL_IN, json=offer(email="a@example.com")).status_code == 200
+    small = http.post(gw.url + MAIL_IN, content=b"not json",
+                      headers={"content-type": "application/json"})
+    form = http.post(gw.url + MAIL_IN, content=b"email=a", headers={
+        "content-type": "application/x-www-form-urlencoded"})
+    large = http.post(gw.url + MAIL_IN, content=b"[" + b" " * 8000 + b"]",
+                      headers={"content-type": "application/json"})
+    for r, status in ((small, 400), (form, 415), (large, 400)):
+        assert r.status_code == status
+        assert (r.headers["x-ratelimit-limit"], r.headers["x-ratelimit-remaining"]) == ("30", "29")
+        assert list(r.headers.keys()).count("x-ratelimit-limit") == 1
+    refused = http.post(gw.url + MAIL_IN, json=offer(email="a@example.com"))
+    assert list(refused.headers.keys()).count("x-ratelimit-limit") == 1

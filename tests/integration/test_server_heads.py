@@ -296,3 +296,19 @@ def test_idle_slow_and_kept_alive_connections_are_closed_while_healthz_answers(s
     assert kept_loris.received.startswith(b"HTTP/1.1 200")
     assert kept_loris.received.count(b"HTTP/1.1") == 1
     assert kept_loris.closed_after is not None and 9.5 < kept_loris.closed_after < 13
+
+
+def test_a_refused_head_is_counted_like_any_answer(served):
+    series = 'gateway_requests_total{client="public",method="GET",route="unmatched",status="431"}'
+
+    def counted() -> float:
+        for line in httpx.get(served.metrics_url).text.splitlines():
+            if line.startswith(series + " "):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    before = counted()
+    for _ in range(2):
+        status, _ = raw_request(served.port, head_of(LIMIT + 1))
+        assert status == 431
+    wait_for(lambda: counted() == before + 2, "two more 431s counted", timeout=5)

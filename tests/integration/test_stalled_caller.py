@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import time
+
+import httpx
+
+from tests.support.gateway import ServedGateway, wait_for
+from tests.support.upstream import Upstream
 
 POLICY = """
 routes:
@@ -27,3 +33,26 @@ def test_a_caller_that_never_reads_is_given_up_after_the_read_timeout(gateway_fa
         # after the route's read timeout it lets go of Reusely's connection.
         assert upstream.big_cut.wait(15), "the gateway kept reading from Reusely"
         assert time.monotonic() - started < 10
+
+
+def test_a_stalled_caller_is_logged_as_what_it_is_and_counted_499(tmp_path):
+    upstream = Upstream().start()
+    policy = tmp_path / "gateway.yaml"
+    policy.write_text(POLICY)
+    served = ServedGateway(policy, upstream.url, workers=1).start()
+    try:
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(("127.0.0.1", served.port))
+            sock.sendall(b"GET /b/big/268435456 HTTP/1.1\r\nHost: gw\r\n\r\n")
+            assert upstream.big_cut.wait(15)
+        wait_for(lambda: 'status="499"' in httpx.get(served.metrics_url).text,
+                 "the cut-short answer counted as 499", timeout=5)
+        lines = [json.loads(line) for line in served.output().splitlines()
+                 if line.startswith("{")]
+        assert not [x for x in lines if x["level"] == "error"], lines
+        assert any("cut short" in x.get("message", "") for x in lines)
+        assert not any("Traceback" in line for line in served.output().splitlines())
+    finally:
+        served.stop()
+        upstream.stop()

@@ -121,3 +121,16 @@ def test_a_small_body_is_one_known_to_be_at_most_4_kib():
     assert not is_small({b"transfer-encoding": b"chunked"}, None)  # unknown until read
     assert is_small({b"transfer-encoding": b"chunked"}, b"x" * 4096)  # known once read
     assert not is_small({}, b"x" * 4097)
+
+
+@pytest.mark.parametrize("escaped", [b'"victim@example.com\\u0000"', b'"vic\\u0001tim@example.com"',
+                                     b'"victim@example.com\\u007f"', b'"\\b victim@example.com"',
+                                     b'"vic\\u0085tim@example.com"'])
+def test_a_field_with_a_control_character_left_is_invalid(escaped):
+    with pytest.raises(InvalidBody):
+        keyed_values(b'{"email": ' + escaped + b"}", EMAIL)
+
+
+def test_surrounding_whitespace_controls_are_trimmed_not_refused():
+    assert keyed_values(b'{"email": "\\tvictim@example.com\\r\\n"}', EMAIL) == {
+        "body:email": "victim@example.com"}

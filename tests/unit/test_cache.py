@@ -146,7 +146,9 @@ def test_a_copy_is_served_until_its_deadline_and_says_how():
 
 
 def test_copies_are_bounded_in_bytes_least_recently_used_first():
-    copies = Copies(max_bytes=100)
+    from gateway.cache import KEY_OVERHEAD
+
+    copies = Copies(max_bytes=2 * (40 + len("ra") + KEY_OVERHEAD) + 10)  # room for two
     entries = {name: entry_of(200, [], b"x" * 40, 60, now=0.0) for name in "abc"}
     copies.put(("r", "a", b""), entries["a"], 10.0)
     copies.put(("r", "b", b""), entries["b"], 10.0)
@@ -210,3 +212,15 @@ def test_the_default_policy_caches_the_catalog_reads_only():
     assert cached == {"catalog": (300, 60, 3600)}
     catalog = next(r for r in policy.routes if r.name == "catalog")
     assert catalog.methods == ("GET",) and catalog.access == "public"
+
+
+def test_a_workers_copies_count_their_keys_too():
+    from gateway.cache import KEY_OVERHEAD
+
+    copies = Copies(max_bytes=100_000)
+    entry = entry_of(200, [], b"{}", 60, now=0.0)
+    targets = [f"/c?q={i}{'x' * 12_000}" for i in range(100)]  # unique 12 KB targets
+    for target in targets:
+        copies.put(("catalog", target, b""), entry, 10.0)
+    kept = sum(1 for t in targets if copies.get(("catalog", t, b""), 1.0) is not None)
+    assert 1 <= kept <= 100_000 // (12_000 + KEY_OVERHEAD)

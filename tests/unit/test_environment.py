@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from gateway.environment import default_policy_text, load_settings, policy_text
+from gateway.environment import default_policy_text, hide_password, load_settings, policy_text
 from gateway.errors import ConfigError
 
 MINIMAL = """
@@ -175,3 +175,13 @@ def test_the_packaged_default_policy_loads_with_nothing_set():
     settings = load_settings({}, text=default_policy_text(), source="built-in default policy")
     assert set(settings.disabled_routes) == {r.name for r in settings.policy.routes}
     assert settings.policy_source == "built-in default policy"
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+    ("redis://user:hunter2-secret@h:6379/0", "redis://***@h:6379/0"),
+    ("redis://h:1/6?password=hunter2-secret", "redis://h:1/6?***"),
+    ("rediss://:pw@h/0?password=x#frag", "rediss://***@h/0?***"),
+])
+def test_urls_are_printed_without_their_passwords(url, shown):
+    assert hide_password(url) == shown

@@ -401,3 +401,21 @@ def test_the_schema_and_the_gateway_agree(text, valid):
         parse_policy(data)
     else:
         assert problems(text)
+
+
+def test_two_limits_counting_one_window_are_a_located_error():
+    text = """
+routes:
+  - name: checkout
+    path: /c
+    methods: [POST]
+    limits:
+      - {per: "body:email", rate: "5/hour"}
+      - {per: "body:email", rate: "5/hour", shadow: true}
+      - {per: "body:email", rate: "30/day;5/hour"}
+      - {per: ip, rate: "5/hour"}
+"""
+    with pytest.raises(ConfigError) as err:
+        parse_policy(parse_yaml(text, "test"))
+    located = [p for p in err.value.problems if "same window" in p]
+    assert [p.split(":", 1)[0] for p in located] == ["routes[0].limits[1]", "routes[0].limits[2]"]

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from gateway.logsetup import JsonFormatter
-from gateway.redact import hide, mask
+from gateway.redact import hide, mask, mask_path
 
 # The email pattern as a regex: what the masker must find, without its
 # quadratic backtracking. Only ever applied here to short strings.
@@ -98,3 +98,14 @@ def test_a_masked_email_keeps_the_text_around_it():
 def test_hide_replaces_every_occurrence_of_every_secret():
     assert hide("k=abcdefgh;k=abcdefgh;s=zyxwvuts", ("abcdefgh", "zyxwvuts")) == \
         "k=[secret];k=[secret];s=[secret]"
+
+
+@pytest.mark.parametrize(("path", "logged"), [
+    ("/b/catalog/victim%40example.com", "/b/catalog/[email]"),
+    ("/b/catalog/victim%2540example.com", "/b/catalog/[email]"),
+    ("/b/catalog/%2B1%20555%20010%200000", "/b/catalog/[phone]"),
+    ("/b/catalog/categories", "/b/catalog/categories"),
+    ("/b/catalog/caf%C3%A9", "/b/catalog/caf%C3%A9"),  # nothing to mask: logged as it came
+])
+def test_a_path_is_masked_in_its_decoded_form_too(path, logged):
+    assert mask_path(path) == logged
