@@ -68,7 +68,7 @@ bench: install redis
 	@bash bench/run.sh
 
 ## make bench-history: each step of this round (git revisions) side by side in one run,
-## against nginx; writes bench/HISTORY.md, about 9 minutes. A subset, shorter:
+## against nginx; writes bench/HISTORY.md, about 8 minutes. A subset, shorter:
 ## make bench-history HISTORY_ARGS='--only "round one,now" --rounds 1 --seconds 2'
 bench-history: install redis
 	@PATH="$$PATH:/usr/sbin" $(PYTHON) bench/history.py $(HISTORY_ARGS)

@@ -34,7 +34,13 @@ async def _ask(conn: tuple[asyncio.StreamReader, asyncio.StreamWriter], request:
 
 
 async def _burst(port: int, target: str, size: int) -> tuple[list[int], float]:
-    conns = await asyncio.gather(*(_connect(port) for _ in range(size)))
+    opened = await asyncio.gather(*(_connect(port) for _ in range(size)),
+                                  return_exceptions=True)
+    conns = [c for c in opened if not isinstance(c, BaseException)]
+    if len(conns) < size:  # close what did open, then say why
+        for _, writer in conns:
+            writer.close()
+        raise next(c for c in opened if isinstance(c, BaseException))
     request = f"GET {target} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n".encode()
     started = time.monotonic()
     statuses = await asyncio.gather(*(_ask(c, request) for c in conns))
@@ -45,8 +51,13 @@ def burst(port: int, tag: str, size: int, log_file: Path) -> dict[str, Any]:
     """One burst of `size` GETs of a target of its own; what came back, what reached upstream."""
     target = f"{BURST_PATH}?burst={tag}"
     statuses, seconds = asyncio.run(_burst(port, target, size))
-    time.sleep(0.2)  # the upstream writes its log line after answering
-    text = log_file.read_text() if log_file.exists() else ""
-    reached = sum(1 for line in text.splitlines() if f"burst={tag} " in line)
+    reached, deadline = -1, time.monotonic() + 5
+    while time.monotonic() < deadline:  # the upstream logs a request after answering it
+        time.sleep(0.2)
+        text = log_file.read_text() if log_file.exists() else ""
+        now = sum(1 for line in text.splitlines() if f"burst={tag} " in line)
+        if now == reached:
+            break
+        reached = now
     return {"sent": size, "ok": statuses.count(200), "reached": reached,
             "seconds": round(seconds, 3)}

@@ -145,8 +145,13 @@ def start_step(procs: Procs, tmp: Path, step: Step) -> None:
     """Serve one revision's gateway and check its routes once; a failure marks the step."""
     try:
         tree = checkout(step, tmp)
+        # A limit key of its own: every step then counts in windows of its own, which
+        # grow only with its own requests. With one key for all, the `ip` window's list
+        # grows with every step's traffic, and a later step's check in a round would
+        # search a longer list than an earlier one's.
         env = dict(upstream_env(), GATEWAY_REDIS_URL=f"redis://{HOST}:6379/{REDIS_DB}",
                    GATEWAY_LOG_LEVEL="info", PYTHONPATH=str(tree),
+                   GATEWAY_LIMIT_KEY_SECRET=f"bench-history-{step.key}-limit-key-0123456789",
                    PROMETHEUS_MULTIPROC_DIR=str(tmp / f"{step.key}-prom"))
         (tmp / f"{step.key}-prom").mkdir()
         policy = pick_policy(step, tree, env, tmp)

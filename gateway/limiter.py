@@ -73,7 +73,8 @@ class Limit:
     key_tail: str
 
     def key(self, ids: tuple[str, ...]) -> str:
-        """`self.item.key_for(*ids)`, without building its parts again."""
+        """`self.item.key_for(*ids)` for the (non-empty) ids of a `Counted`, without
+        building its parts again."""
         return self.key_head + "/".join(ids) + self.key_tail
 
 

@@ -97,9 +97,11 @@ class Reply:
         finally:
             if watcher is not None:
                 watcher.cancel()
-            if prefix:
-                await chunks.aclose()
-            await response.aclose()
+            try:
+                if prefix:
+                    await chunks.aclose()
+            finally:
+                await response.aclose()
 
 
 async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:

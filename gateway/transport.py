@@ -36,9 +36,9 @@ import yarl
 
 SKIP_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
 # How much of an answer aiohttp buffers per connection before it stops reading the
-# socket. Its default (64 KiB, grown to 4x under a fast sender) let four 32 MiB
-# streams raise a worker's RSS by 7.5 MiB; 16 KiB keeps it near 2 MiB at the same
-# throughput (bench/, the stream scenario).
+# socket. Its default (256 KiB in aiohttp 3.14) let four 32 MiB streams raise a
+# worker's RSS by several MiB at the peak; with 16 KiB the peak was +3.1 MiB at
+# 1.66x nginx's throughput (bench/RESULTS.md, the stream scenario).
 READ_BUFSIZE = 2**14
 # (aiohttp's exception, httpx's), most specific first.
 EXCEPTIONS: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (

@@ -126,9 +126,11 @@ class UpstreamResponse:
         # Close the body's generator first: one left suspended holds its last chunk
         # (up to the transport's read buffer) in a reference cycle with this answer,
         # which only a full garbage collection frees; under a stream that is megabytes.
-        if self._chunks is not None:
-            await self._chunks.aclose()
-        self._raw.release()
+        try:
+            if self._chunks is not None:
+                await self._chunks.aclose()
+        finally:
+            self._raw.release()  # whatever closing the generator raised
 
 
 class Transport(Protocol):
