@@ -15,7 +15,8 @@ BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime-installed
 DEV := $(VENV)/.dev-installed
 
-.PHONY: run test docs-check install install-runtime lint redis tools demo bench clean
+.PHONY: run test docs-check install install-runtime lint redis tools demo bench \
+	bench-history clean
 
 $(RUNTIME): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -65,6 +66,12 @@ demo: install-runtime
 ## make bench: the load benchmark against nginx and a Python peer (see bench/README.md).
 bench: install redis
 	@bash bench/run.sh
+
+## make bench-history: each step of this round (git revisions) side by side in one run,
+## against nginx; writes bench/HISTORY.md, about 8 minutes. A subset, shorter:
+## make bench-history HISTORY_ARGS='--only "round one,now" --rounds 1 --seconds 2'
+bench-history: install redis
+	@PATH="$$PATH:/usr/sbin" $(PYTHON) bench/history.py $(HISTORY_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -15,6 +15,7 @@ from pathlib import Path
 from settings import (
     ADMIN_JSON,
     API_KEY,
+    BURST_PATH,
     CATALOG_JSON,
     HOST,
     MAILIN_JSON,
@@ -44,6 +45,11 @@ def _http_preamble(tmp: Path, name: str) -> str:
   client_body_temp_path {tmp}/{name}-body;"""
 
 
+def burst_log(tmp: Path) -> Path:
+    """Where the upstream logs the requests of the cold burst (and only those)."""
+    return tmp / "upstream-burst.log"
+
+
 def upstream_conf(tmp: Path) -> str:
     def guarded(body: str, secret: bool = False) -> str:
         check = f"if ($http_x_api_key = \"\") {{ return 401 '{UNAUTH_JSON}'; }}"
@@ -59,6 +65,10 @@ http {{{_http_preamble(tmp, "upstream")}
     listen {HOST}:{PORT['upstream']} backlog=4096;
     default_type application/json;
     location /api/v2/public/catalog/ {{
+      {guarded(f"return 200 '{CATALOG_JSON}';")}
+    }}
+    location {BURST_PATH} {{  # the cold burst: the requests that reached us are counted
+      access_log {burst_log(tmp)};
       {guarded(f"return 200 '{CATALOG_JSON}';")}
     }}
     location /api/v2/admin/ {{

@@ -15,7 +15,7 @@ import json
 import statistics
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,19 +114,32 @@ class Rounds:
     tags: tuple[str, str] = ("w", "r")  # warm-up and round tags (mailin.lua makes emails of them)
 
 
-def interleave(loads: dict[str, tuple[int, Load]], how: Rounds,
-               tmp: Path) -> dict[str, dict[str, Any]]:
+def interleave(loads: dict[str, tuple[int, Load]], how: Rounds, tmp: Path,
+               cpu: Mapping[str, Callable[[], float]] | None = None) -> dict[str, dict[str, Any]]:
     """Warm each target, then run them A B C, A B C, ...; the median per target.
 
-    loads: target name -> (port, load), in the order they run."""
+    loads: target name -> (port, load), in the order they run. cpu: target name ->
+    a reading of its worker's CPU seconds (cpu_cost.cpu_seconds); for those, the
+    median of CPU microseconds per request over the rounds is added as
+    "cpu_us_per_req" (bench/history.py)."""
     for tgt, (port, load) in loads.items():
         run_wrk(port, load, how.warm, tmp, think_ms=how.think_ms,
                 tag=f"{how.tags[0]}{tgt}{int(time.time())}")
     per: dict[str, list[WrkResult]] = {tgt: [] for tgt in loads}
+    cpu = cpu or {}
+    used: dict[str, list[float]] = {tgt: [] for tgt in cpu if tgt in loads}
     for rnd in range(how.rounds):
         for tgt, (port, load) in loads.items():
+            before = cpu[tgt]() if tgt in used else 0.0
             res = run_wrk(port, load, how.run, tmp, think_ms=how.think_ms,
                           tag=f"{how.tags[1]}{rnd}{tgt}{int(time.time())}")
             per[tgt].append(res)
-            log(f"  round {rnd + 1} {tgt:17s} {how.line(res)}")
-    return {tgt: median_result(r) for tgt, r in per.items()}
+            line = how.line(res)
+            if tgt in used:
+                used[tgt].append((cpu[tgt]() - before) / max(1, res.requests) * 1e6)
+                line += f"  {used[tgt][-1]:,.0f} us CPU/req"
+            log(f"  round {rnd + 1} {tgt:17s} {line}")
+    out = {tgt: median_result(r) for tgt, r in per.items()}
+    for tgt, us in used.items():
+        out[tgt]["cpu_us_per_req"] = statistics.median(us)
+    return out

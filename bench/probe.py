@@ -111,12 +111,25 @@ def _gateway(name: str, port: int) -> None:
     expect(f"{name} admin without token", http("GET", port, ADMIN_PATH), 401)
 
 
+def _cached(name: str, port: int) -> None:
+    """A cache target: every route, and the catalog's second answer is a hit."""
+    _gateway(name, port)
+    for _ in range(2):
+        with urllib.request.urlopen(f"http://{HOST}:{port}{CATALOG_PATH}", timeout=30) as resp:
+            resp.read()
+            state = resp.headers.get("x-cache-status")
+    if state != "hit":
+        raise RuntimeError(f"sanity check failed: {name} catalog twice: X-Cache-Status "
+                           f"{state!r}, expected 'hit'")
+
+
 # What a target is checked on before it is measured: Target.checks names one.
 CHECKS: dict[str, Callable[[str, int], None]] = {
     "status": _status_only,  # an app answering a fixed body (variants.py's floor-server)
     "catalog": _catalog,  # the floors: only the catalog GET is measured on them
     "proxy": _every_route,
     "gateway": _gateway,
+    "cached": _cached,
 }
 
 

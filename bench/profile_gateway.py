@@ -131,7 +131,7 @@ def main() -> int:
     if name == "gateway-httpcore":
         b.gateways[name] = GatewaySpec(BENCH / "policy.yaml", python=PEER_VENV / "bin" / "python",
                                        app="gateway_variant:httpcore_app()")
-        PORT[name], PORT[name + "-metrics"] = 18090, 18091
+        PORT[name], PORT[name + "-metrics"] = 18094, 18095
     suffix = "" if name == "gateway" else "-" + name.split("-", 1)[1]
     try:
         b.start()

@@ -34,8 +34,9 @@ def _server_pid() -> int | None:
 
 
 class BenchRedis:
-    def __init__(self, procs: Procs, tmp: Path, notes: list[str]) -> None:
+    def __init__(self, procs: Procs, tmp: Path, notes: list[str], db: str = REDIS_DB) -> None:
         self.procs = procs
+        self.db = db  # bench/history.py uses its own (7), so it never meets a running make bench
         self.tmp = tmp
         self.notes = notes
         self.affinity: tuple[int, set[int]] | None = None
@@ -56,20 +57,23 @@ class BenchRedis:
             self.affinity = None
 
     def clean_bench_keys(self) -> None:
-        """Drop the bench's own limit keys in db 15 (rates only bench policies use).
+        """Drop the bench's own limit keys in its database (rates only bench policies use).
 
         Moving windows keep one entry per request for an hour: without this, each
         run's `ip` list grows on the last one's and the limiter gets slower."""
         keys = [k for pattern in BENCH_KEY_PATTERNS
-                for k in _cli("-n", REDIS_DB, "--scan", "--pattern", pattern).splitlines()
+                for k in _cli("-n", self.db, "--scan", "--pattern", pattern).splitlines()
                 if k.strip()]
         for i in range(0, len(keys), 500):
-            _cli("-n", REDIS_DB, "unlink", *keys[i:i + 500])
+            _cli("-n", self.db, "unlink", *keys[i:i + 500])
 
     def _ensure(self) -> None:
         if _cli("ping").strip() == "PONG":
             pid = _server_pid()
-            if pid:
+            if pid and os.sched_getaffinity(pid) == {int(LOAD_CPU)}:
+                # Another run pinned it and restores it when it ends: leave it to that run.
+                self.notes.append("Redis was already running, already pinned to core 1.")
+            elif pid:
                 self.affinity = (pid, os.sched_getaffinity(pid))
                 os.sched_setaffinity(pid, {int(LOAD_CPU)})
                 self.notes.append(

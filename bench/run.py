@@ -2,7 +2,8 @@
 """Load benchmark for reusely-gateway, on loopback only: start, measure, report, stop.
 
 One run starts the targets (targets.py: the fake upstream, nginx, the Python
-peer, the two floors, the gateway with and without limits) on 127.0.0.1,
+peer, the two floors, the gateway with and without limits, and with the catalog
+kept in memory and in Redis) on 127.0.0.1,
 proxies pinned to core 0, wrk and the upstream to core 1; checks each once;
 then runs the scenario table (scenarios.py) and writes bench/RESULTS.md
 (report.py). Every process started here is stopped by PID at the end, also on
@@ -26,6 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from burst import burst
+from configs import burst_log
 from environment import missing, versions
 from load import Rounds, WrkResult, interleave
 from probe import sanity
@@ -33,13 +36,13 @@ from procs import Procs, RssSampler, tail
 from redis_host import BenchRedis
 from report import report, write
 from scenarios import Scenario, selected
-from settings import BIG_BYTES, CREDENTIAL_HEADERS, PORT, QUICK, Timing, log
+from settings import BIG_BYTES, BURST_SIZE, CREDENTIAL_HEADERS, PORT, QUICK, Timing, log
 from targets import GATEWAYS, SERVERS, Target, start_gateway, start_nginx, start_server
 
 # Python workers whose memory is reported (RSS at start, around the stream, at the end).
 RSS_TARGETS = ("peer", "gateway")
 DEFAULT_TARGETS = ("nginx", "peer", "floor-aiohttp", "floor-granian", "gateway",
-                   "gateway-nolimits")
+                   "gateway-nolimits", "gateway-cache", "gateway-cache-redis")
 
 
 class Bench:
@@ -53,7 +56,8 @@ class Bench:
         self.targets: dict[str, Target] = {}
         self.servers = dict(SERVERS)
         self.gateways = dict(GATEWAYS)
-        self.results: dict[str, Any] = {"scenarios": {}, "light": {}, "rss": {}, "notes": []}
+        self.results: dict[str, Any] = {"scenarios": {}, "light": {}, "burst": {}, "rss": {},
+                                        "notes": []}
         self.started = time.monotonic()
         self.redis = BenchRedis(self.procs, self.tmp, self.results["notes"])
 
@@ -103,8 +107,8 @@ class Bench:
             self.results["rss"][tgt]["end_kib"] = self.worker_rss(tgt)[1]
 
     def run(self, scenario: Scenario) -> None:
-        {"load": self.run_load, "stream": self.run_stream,
-         "light": self.run_light}[scenario.kind](scenario)
+        {"load": self.run_load, "stream": self.run_stream, "light": self.run_light,
+         "burst": self.run_burst}[scenario.kind](scenario)
 
     def run_load(self, s: Scenario) -> None:
         t = self.t
@@ -138,6 +142,19 @@ class Bench:
         how = Rounds(t.light_warm, t.light_run, t.rounds, think_ms=t.think_ms,
                      line=WrkResult.light_line, tags=("lw", "l"))
         self.results["light"][s.name] = interleave(loads, how, self.tmp)
+
+    def run_burst(self, s: Scenario) -> None:
+        """One cold burst per target and round, each on a target nobody has asked for."""
+        names = s.taking_part(self.targets)
+        log(f"{s.name}: {BURST_SIZE} at once, {self.t.rounds} rounds: {', '.join(names)}")
+        runs: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
+        for round_no in range(self.t.rounds):
+            for name in names:
+                tag = f"{name}-{round_no}-{os.getpid()}"
+                runs[name].append(burst(self.targets[name].port, tag, BURST_SIZE,
+                                        burst_log(self.tmp)))
+                log(f"  {name}: {runs[name][-1]}")
+        self.results["burst"][s.name] = runs
 
     # -- stop everything
     def stop(self) -> None:

@@ -8,11 +8,12 @@ measured (`kind`, a runner in run.py):
   stream  the same with 4 connections, the workers' RSS sampled around it
   light   one connection with 20 ms think time: latency added over "direct"
           (wrk straight to the upstream, sending the credentials itself)
+  burst   BURST_SIZE concurrent GETs of one catalog target no gateway holds yet, once
+          per round with a new target: how many reached the upstream (burst.py)
 
 A scenario's policy is its gateway target's: a target in targets.GATEWAYS is
 the gateway with one policy file (gateway: policy.yaml, gateway-nolimits:
-policy-nolimits.yaml). Adding a scenario, e.g. a shared-cache hit (memory and
-Redis), or a cold burst of 50 concurrent catalog misses:
+policy-nolimits.yaml, gateway-cache: policy-cache.yaml). Adding a scenario:
   1. its wrk script in bench/wrk/ if requests differ (bodies, keys, a burst);
   2. its policy file and a line in targets.GATEWAYS (with ports in
      settings.PORT) if the gateway needs other routes, cache or limits;
@@ -27,9 +28,9 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 from load import Load
-from settings import ADMIN_PATH, BENCH_TOKEN, CATALOG_PATH, MAILIN_PATH, Timing
+from settings import ADMIN_PATH, BENCH_TOKEN, BURST_PATH, CATALOG_PATH, MAILIN_PATH, Timing
 
-KINDS = ("load", "stream", "light")
+KINDS = ("load", "stream", "light", "burst")
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,9 @@ PROXIES = ("nginx", "peer", "gateway")
 # The catalog GET is the headline: the floors take part in it (and only in it),
 # so that the gateway's distance to the floor of its stack is in every run.
 CATALOG_TARGETS = ("nginx", "peer", "floor-granian", "floor-aiohttp", "gateway")
+# The catalog kept: a hit in the worker's memory, and a hit read from Redis. nginx
+# (proxy_pass, no cache) stays the reference, so the ratio shows what a hit saves.
+CACHE_TARGETS = ("gateway-cache", "gateway-cache-redis")
 
 SCENARIOS = (
     Scenario("catalog GET", "load", CATALOG_PATH, CATALOG_TARGETS),
@@ -63,10 +67,13 @@ SCENARIOS = (
              wrk=("mailin.lua",)),
     Scenario("idempotent replay POST", "load", MAILIN_PATH, ("nginx", "gateway"),
              wrk=("replay.lua",)),
+    Scenario("catalog GET, cache hit", "load", CATALOG_PATH, ("nginx", *CACHE_TARGETS)),
     Scenario("stream 32 MiB", "stream", "/big", PROXIES),
     Scenario("catalog GET", "light", CATALOG_PATH, ("direct", *CATALOG_TARGETS)),
     Scenario("mail-in POST", "light", MAILIN_PATH, ("direct", "gateway", "gateway-nolimits"),
              wrk=("mailin.lua",)),
+    Scenario("catalog GET, cache hit", "light", CATALOG_PATH, ("direct", *CACHE_TARGETS)),
+    Scenario("cold burst of catalog misses", "burst", BURST_PATH, ("gateway", *CACHE_TARGETS)),
 )
 
 

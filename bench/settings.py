@@ -36,6 +36,10 @@ PORT = {
     "gateway-nolimits-metrics": 18087,
     "floor-aiohttp": 18088,
     "floor-granian": 18089,
+    "gateway-cache": 18090,
+    "gateway-cache-metrics": 18091,
+    "gateway-cache-redis": 18092,
+    "gateway-cache-redis-metrics": 18093,
 }
 
 API_KEY = "bench-api-key"
@@ -52,6 +56,11 @@ BIG_BYTES = 32 * 1024 * 1024
 CATALOG_PATH = "/api/v2/public/catalog/categories?limit=20"
 ADMIN_PATH = "/api/v2/admin/orders?page=1"
 MAILIN_PATH = "/api/v3/public/offer/mail-in"
+# The cold burst: BURST_SIZE concurrent GETs of one catalog target no gateway holds yet
+# (a query of its own per target and run), each on its own connection. The upstream
+# logs requests under this path only, so the ones that reached it can be counted.
+BURST_PATH = "/api/v2/public/catalog/burst"
+BURST_SIZE = 50
 
 # A catalog answer in Reusely's envelope, padded to about 600 bytes.
 CATALOG_JSON = json.dumps(

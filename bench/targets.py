@@ -9,6 +9,10 @@
                   outside reference
   gateway         reusely-gateway serve --workers 1, bench/policy.yaml, Redis limiter
   gateway-nolimits  the same with bench/policy-nolimits.yaml (mail-in without limits)
+  gateway-cache   the gateway with bench/policy-cache.yaml: the catalog kept (Redis, and
+                  each worker's own copy of a hot answer in memory)
+  gateway-cache-redis  the same with the workers' copies off (cache_variant.py): every
+                  hit read from Redis
 
 Every proxy runs on core 0. A new target is a line in SERVERS (another Python
 proxy in its own venv) or GATEWAYS (the gateway with another policy file), a
@@ -113,6 +117,9 @@ class GatewaySpec:
 GATEWAYS = {
     "gateway": GatewaySpec(BENCH / "policy.yaml"),
     "gateway-nolimits": GatewaySpec(BENCH / "policy-nolimits.yaml"),
+    "gateway-cache": GatewaySpec(BENCH / "policy-cache.yaml", checks="cached"),
+    "gateway-cache-redis": GatewaySpec(BENCH / "policy-cache.yaml", python=GATEWAY_PYTHON,
+                                       app="cache_variant:redis_hits_app()", checks="cached"),
 }
 GATEWAY_PACKAGES = ("reusely-gateway", "starlette", "httpx", "httpcore", "anyio", "sniffio",
                     *SERVER_STACK, "aiohttp", "limits", "redis")

@@ -45,7 +45,7 @@ def main() -> int:
         "floor-server": GatewaySpec(BENCH / "policy.yaml", python=peer_python,
                                     app="gateway_variant:floor_app()", checks="status"),
     }
-    port = 18090
+    port = 18094  # after settings.PORT (18081-18093)
     for name, spec in specs.items():
         if name in variants:
             b.gateways[name] = spec

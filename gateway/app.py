@@ -12,7 +12,7 @@ refusals first and the body last:
     idempotency.claim               a replay, 409, 422, 400 (routes with `idempotency`)
     forwarding.resolve              the caller's address; X-Forwarded-* to send
     limits.cheap                    429 before a body-keyed route's body is read
-    body                            413, 415, 400 invalid_body
+    body (keyedbody)                413, 415, 400 invalid_body
     limits.full                     429 (ours, or Reusely's cooldown), 503
     forwarder.forward               the cache, Reusely's answer and what it means (forward.py)
 
@@ -38,7 +38,7 @@ from typing import Any
 from limits.aio.storage import Storage
 from prometheus_client import CollectorRegistry
 
-from gateway import __version__, body, startup
+from gateway import __version__, body, keyedbody, startup
 from gateway.access import Access, Caller
 from gateway.accesslog import AccessLog
 from gateway.cacheflight import ResponseCache
@@ -53,12 +53,9 @@ from gateway.errors import (
     GatewayError,
     Headers,
     InternalError,
-    InvalidBody,
     MethodNotAllowed,
-    PayloadTooLarge,
     RateLimited,
     Unauthorized,
-    UnsupportedMediaType,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
@@ -69,7 +66,7 @@ from gateway.headers import clean_request_headers, keep_last
 from gateway.health import NO_STORE, Health
 from gateway.health import PATHS as HEALTH
 from gateway.idempotency import Claim, Idempotency, Replay, fingerprint
-from gateway.limiter import LimitCheck, Limiter
+from gateway.limiter import Limiter
 from gateway.limitkeys import LimitKeys
 from gateway.metrics import Metrics, method_label
 from gateway.quota import QUOTA_METHODS, QUOTA_PATH, Quotas
@@ -290,8 +287,8 @@ class Gateway:
         content: bytes | AsyncIterator[bytes] | None = read
         values: dict[str, str] = {}
         if route.body_fields:
-            content, values = await self._read_keyed(route, scope, headers, receive, limits, read,
-                                                     ex)
+            content, values = await keyedbody.read(route, scope, headers, receive, limits,
+                                                   read, ex)
         if limits is not None:
             values = limits.values(values)
             ex.limit_headers = await limits.full(values, self.cooldowns.keyed(route, values))
@@ -314,40 +311,6 @@ class Gateway:
         if found is None:
             raise CredentialNotConfigured()
         return found
-
-    @staticmethod
-    async def _read_keyed(route: Route, scope: Scope, headers: dict[bytes, bytes],
-                          receive: Receive, limits: LimitCheck | None,
-                          read: bytes | None, ex: Exchange) -> tuple[bytes, dict[str, str]]:
-        """A body-keyed route's body, read once and bounded, and the values it is counted by.
-
-        The cheap limits (ip, client, global) answer first whatever the body. A large
-        body, or one of unknown length, is not read before they are checked (one
-        read-only Redis call). A small one (`body.SMALL`) costs less to read and
-        parse than that call: when it came with its head (within `body.FIRST_WAIT`),
-        it is read first and every limit is then decided in one call; if the body is
-        refused (400, 413, 415), the cheap limits are checked before that answer, so
-        the caller gets the same answer either way. A small body that does not come
-        at once is waited for only after the cheap limits let it.
-        """
-        first = None  # the body's first message, when it came with its head
-        deferred = False  # the cheap limits are checked in the one call, after the body
-        if limits is not None:
-            if body.is_small(headers, read):
-                pending = read is None and body.has_body(headers)
-                if pending:
-                    first = await body.first_message(receive, body.FIRST_WAIT)
-                deferred = not pending or first is not None
-            if not deferred:
-                ex.limit_headers = await limits.cheap()
-        try:
-            return await body.read_keyed(route, scope["query_string"], headers, scope["headers"],
-                                         receive, read, first)
-        except (InvalidBody, PayloadTooLarge, UnsupportedMediaType):
-            if deferred and limits is not None:
-                ex.limit_headers = await limits.cheap()
-            raise
-
 
 
 def create_app(settings: Settings, **kwargs: Any) -> Gateway:

@@ -55,20 +55,40 @@ log = logging.getLogger("gateway.limiter")
 
 @dataclass(frozen=True, slots=True)
 class Limit:
-    """One window of one rule, as precomputed for a route or a client."""
+    """One window of one rule, as precomputed for a route or a client.
+
+    What every check needs of it is worked out once here, not per request: its
+    expiry, its entry in `RateLimit-Policy`, and its Redis key around the
+    request's identifiers (`key`).
+    """
 
     scope: str  # the route name, or "client:<name>"
     rule: LimitRule
     item: RateLimitItem
     name: str  # its name in the RateLimit headers
     cheap: bool  # ip, client or global: known before the body is read
+    expiry: int  # seconds
+    policy: str  # its item of RateLimit-Policy
+    key_head: str  # `item.key_for(*ids)` is key_head + "/".join(ids) + key_tail
+    key_tail: str
+
+    def key(self, ids: tuple[str, ...]) -> str:
+        """`self.item.key_for(*ids)` for the (non-empty) ids of a `Counted`, without
+        building its parts again."""
+        return self.key_head + "/".join(ids) + self.key_tail
+
+
+def _limit(scope: str, rule: LimitRule, item: RateLimitItem) -> Limit:
+    expiry = item.get_expiry()
+    name = policy_name(scope, rule, expiry, len(rule.items) > 1)
+    bare = item.key_for()  # "<namespace>/<amount>/<multiples>/<granularity>"
+    return Limit(scope, rule, item, name, rule.kind in ("ip", "client", "global"), expiry,
+                 f'"{name}";q={item.amount};w={expiry}', item.namespace + "/",
+                 bare[len(item.namespace):])
 
 
 def limits_of(scope: str, rules: tuple[LimitRule, ...]) -> tuple[Limit, ...]:
-    return tuple(Limit(scope, rule, item, policy_name(scope, rule, item.get_expiry(),
-                                                      len(rule.items) > 1),
-                       rule.kind in ("ip", "client", "global"))
-                 for rule in rules for item in rule.items)
+    return tuple(_limit(scope, rule, item) for rule in rules for item in rule.items)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,13 +161,13 @@ class Limiter:
         """Each window (consumed when asked and nothing refuses), and the cooldown left (ms)."""
         now = time.time()
         if self._script is not None:
+            key = self._store.key
             reply = await self._script(
-                keys=[self._store.key(c.limit.item.key_for(*c.ids)) for c in counted]
-                + [self._store.key(k) for k in cooldowns],
-                args=arguments(now, [(c.limit.item.amount, c.limit.item.get_expiry(),
-                                      c.limit.rule.shadow) for c in counted], consume=consume))
+                keys=[key(c.limit.key(c.ids)) for c in counted] + [key(k) for k in cooldowns],
+                args=arguments(now, [(c.limit.item.amount, c.limit.expiry, c.limit.rule.shadow)
+                                     for c in counted], consume=consume))
             found, cooldown = windows(reply)
-            return [Seen(c, WindowStats(w.oldest + c.limit.item.get_expiry(),
+            return [Seen(c, WindowStats(w.oldest + c.limit.expiry,
                                         c.limit.item.amount - w.count), w.hit)
                     for c, w in zip(counted, found, strict=True)], cooldown
         strategy = self._strategy
@@ -298,17 +318,15 @@ def headers(enforced: list[Seen], now: float, *, consumed: bool) -> Headers:
         return []
     rows = []
     for s in enforced:
-        item = s.counted.limit.item
+        limit = s.counted.limit
         remaining = max(0, s.stats.remaining - (1 if consumed else 0))
-        expiry = item.get_expiry()
-        if consumed and s.stats.remaining == item.amount:
-            reset = expiry  # this request is the oldest in its window
+        if consumed and s.stats.remaining == limit.item.amount:
+            reset = limit.expiry  # this request is the oldest in its window
         else:
             reset = max(0, math.ceil(s.stats.reset_time - now))
-        rows.append((remaining, -expiry, s.counted.limit, reset))
+        rows.append((remaining, -limit.expiry, limit, reset))
     remaining, _, tight, reset = min(rows, key=lambda r: (r[0], r[1]))
-    policy = ", ".join(f'"{lim.name}";q={lim.item.amount};w={lim.item.get_expiry()}'
-                       for _, _, lim, _ in rows)
+    policy = ", ".join([lim.policy for _, _, lim, _ in rows])
     return [
         (b"x-ratelimit-limit", str(tight.item.amount).encode()),
         (b"x-ratelimit-remaining", str(remaining).encode()),

@@ -16,7 +16,7 @@ Reusely (and a slot of its pool) open indefinitely.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 
 from gateway.errors import ClientDisconnected, GatewayError, Headers, render
@@ -97,10 +97,14 @@ class Reply:
         finally:
             if watcher is not None:
                 watcher.cancel()
-            await response.aclose()
+            try:
+                if prefix:
+                    await chunks.aclose()
+            finally:
+                await response.aclose()
 
 
-async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
     yield first
     async for chunk in rest:
         yield chunk

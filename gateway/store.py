@@ -173,15 +173,18 @@ class Store:
         """
         if self.redis is None:
             return await self._attended(call)
-        try:
-            async with asyncio.timeout(HARD_SECONDS):
-                await self._turns.acquire()
-        except TimeoutError:
-            close = getattr(call, "close", None)
-            if close is not None:
-                close()  # a coroutine that will never be awaited
-            log.warning("redis calls of this worker queued for %s s: busy", HARD_SECONDS)
-            raise StoreError("busy") from None
+        if self._turns.locked():  # no turn free: wait for one, bounded
+            try:
+                async with asyncio.timeout(HARD_SECONDS):
+                    await self._turns.acquire()
+            except TimeoutError:
+                close = getattr(call, "close", None)
+                if close is not None:
+                    close()  # a coroutine that will never be awaited
+                log.warning("redis calls of this worker queued for %s s: busy", HARD_SECONDS)
+                raise StoreError("busy") from None
+        else:  # a free turn is taken at once, so no timer is armed for it
+            await self._turns.acquire()
         try:
             return await self._attended(call)
         finally:

@@ -18,7 +18,7 @@ cached carries only what a caller may see.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Collection
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Collection
 from functools import partial
 from typing import Protocol
 
@@ -57,7 +57,7 @@ class RawAnswer(Protocol):
     status: int
     headers: list[tuple[bytes, bytes]]
 
-    def chunks(self) -> AsyncIterator[bytes]: ...
+    def chunks(self) -> AsyncGenerator[bytes, None]: ...
 
     def release(self) -> None: ...
 
@@ -69,7 +69,7 @@ class UpstreamResponse:
 
     def __init__(self, raw: RawAnswer, headers: Headers) -> None:
         self._raw = raw
-        self._chunks: AsyncIterator[bytes] | None = None
+        self._chunks: AsyncGenerator[bytes, None] | None = None
         self.status = raw.status
         self.headers = headers
         self.content_length: int | None = None
@@ -77,18 +77,21 @@ class UpstreamResponse:
             if name == b"content-length" and value.isdigit():
                 self.content_length = int(value)
 
-    def body(self) -> AsyncIterator[bytes]:
+    def body(self) -> AsyncGenerator[bytes, None]:
         """The raw body bytes as they arrive, continuing where an earlier read stopped."""
         if self._chunks is None:
             self._chunks = self._translated()
         return self._chunks
 
-    async def _translated(self) -> AsyncIterator[bytes]:
+    async def _translated(self) -> AsyncGenerator[bytes, None]:
+        chunks = self._raw.chunks()
         try:
-            async for chunk in self._raw.chunks():
+            async for chunk in chunks:
                 yield chunk
         except httpx.TransportError as exc:
             raise translate(exc) from exc
+        finally:
+            await chunks.aclose()
 
     async def read_up_to(self, limit: int) -> tuple[bytes, bool]:
         """The body if it is at most `limit` bytes (True), else what was read of it (False)."""
@@ -120,7 +123,14 @@ class UpstreamResponse:
             await self.aclose()
 
     async def aclose(self) -> None:
-        self._raw.release()
+        # Close the body's generator first: one left suspended holds its last chunk
+        # (up to the transport's read buffer) in a reference cycle with this answer,
+        # which only a full garbage collection frees; under a stream that is megabytes.
+        try:
+            if self._chunks is not None:
+                await self._chunks.aclose()
+        finally:
+            self._raw.release()  # whatever closing the generator raised
 
 
 class Transport(Protocol):

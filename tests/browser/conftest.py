@@ -8,10 +8,8 @@ page origin instead of port 8090.
 
 from __future__ import annotations
 
-import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,7 +22,8 @@ import pytest
 import yaml
 from playwright.sync_api import Browser, sync_playwright
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.gateway import CLI, ROOT, clean_env, free_port
+
 WIDGET = ROOT / "examples" / "widget"
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -57,24 +56,6 @@ class Stack:
     page: str  # origin on the gateway's allow-list
     foreign_page: str  # origin not on it
     metrics: str  # the gateway's /metrics
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """This environment without any REUSELY_/GATEWAY_ setting of the caller's shell."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("REUSELY_", "GATEWAY_", "PROMETHEUS_"))
-    }
-    env.update(extra)
-    return env
 
 
 class Process:
@@ -174,7 +155,7 @@ class Processes:
 
     def gateway(self, name: str, *, upstream: str, allow_origins: list[str]) -> tuple[str, str]:
         """The gateway's URL and its /metrics URL."""
-        cli = Path(sys.executable).parent / "reusely-gateway"
+        cli = Path(CLI)
         assert cli.exists(), f"{cli} is missing: install the package (pip install -e .)"
         port, metrics_port = free_port(), free_port()
         url = f"http://127.0.0.1:{port}"

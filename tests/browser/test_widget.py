@@ -22,11 +22,13 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Error, Page, Request, Route, expect
 
+from tests.support.http import MAIL_IN
+from tests.support.metrics import series_sum
+
 from .conftest import Stack
 
 pytestmark = pytest.mark.browser
 
-MAIL_IN = "/api/v3/public/offer/mail-in"
 CATEGORIES = "/api/v2/public/catalog/categories"
 LIMITED = "We have received several offer requests in a short time."
 FORBIDDEN_NAMES = ("x-api-key", "x-secret-key")
@@ -388,10 +390,8 @@ def test_reuselys_own_429_reads_like_the_gateways(
         httpx.delete(f"{stack.sandbox}/_sandbox/state", trust_env=False).raise_for_status()
 
 
-def metric(stack: Stack, line_start: str) -> float:
-    text = httpx.get(stack.metrics, timeout=5).text
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(line_start))
+def metric(stack: Stack, series: str) -> float:
+    return series_sum(httpx.get(stack.metrics, timeout=5).text, series)
 
 
 def test_a_lost_answer_retried_by_the_widget_makes_one_offer_and_uses_one_checkout(

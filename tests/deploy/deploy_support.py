@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from tests.support.metrics import METRICS
+
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "reusely-gateway"
 ALERTS = CHART / "files" / "alerts.yaml"
@@ -21,42 +23,17 @@ KUBE_VERSION = "1.33.0"
 RELEASE = "rg"
 NAMESPACE = "shop"
 
-# Metrics the dashboard and the alert rules may query, with their types: each is one
-# the gateway exports (docs/operations.md lists them all).
-GATEWAY_METRICS = {
-    "gateway_requests_total": "counter",
-    "gateway_request_duration_seconds": "histogram",
-    "gateway_upstream_request_duration_seconds": "histogram",
-    "gateway_upstream_errors_total": "counter",
-    "gateway_rate_limited_total": "counter",
-    "gateway_rate_limiter_errors_total": "counter",
-    "gateway_requests_in_flight": "gauge",
-    "gateway_build_info": "gauge",
-    "gateway_upstream_responses_total": "counter",
-    "gateway_credential_reloads_total": "counter",
-}
-METRIC_LABELS = {
-    "gateway_requests_total": {"route", "method", "status", "client"},
-    "gateway_request_duration_seconds": {"route", "method"},
-    "gateway_upstream_request_duration_seconds": {"route"},
-    "gateway_upstream_errors_total": {"route", "kind"},
-    "gateway_rate_limited_total": {"route", "per"},
-    "gateway_rate_limiter_errors_total": set(),
-    "gateway_requests_in_flight": set(),
-    "gateway_build_info": {"version"},
-    "gateway_upstream_responses_total": {"route", "status"},
-    "gateway_credential_reloads_total": {"result"},
-}
 # Labels Prometheus adds at scrape time (job, instance) or the operator adds
 # (namespace, pod, ...), plus the histogram bucket label.
 TARGET_LABELS = {"job", "instance", "namespace", "pod", "service", "endpoint", "container"}
 
 
 def allowed_series() -> dict[str, set[str]]:
-    """Every series name a query may use, with the labels it may carry."""
+    """Every series name a query may use, with the labels it may carry: the metrics the
+    gateway exports (`METRICS`, as docs/operations.md lists them), and `up`."""
     names: dict[str, set[str]] = {"up": set()}
-    for name, kind in GATEWAY_METRICS.items():
-        labels = METRIC_LABELS[name] | TARGET_LABELS
+    for name, (kind, metric_labels) in METRICS.items():
+        labels = TARGET_LABELS | metric_labels
         names[name] = labels
         if kind == "histogram":
             names[f"{name}_bucket"] = labels | {"le"}

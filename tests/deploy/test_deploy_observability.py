@@ -13,10 +13,11 @@ import yaml
 from deploy_support import (
     ALERTS,
     DASHBOARD,
-    GATEWAY_METRICS,
     allowed_series,
     substitute_grafana_variables,
 )
+
+from tests.support.metrics import METRICS
 
 SERIES = allowed_series()
 LABEL_VALUES = re.compile(r"^label_values\((?P<selector>.*),\s*(?P<label>\w+)\)$")
@@ -123,7 +124,7 @@ def test_every_dashboard_query_uses_only_gateway_metrics() -> None:
 
 def test_dashboard_covers_traffic_latency_and_limits() -> None:
     exprs = " ".join(t["expr"] for p in panels() for t in p["targets"])
-    by_metric = {name for name in GATEWAY_METRICS if name in exprs}
+    by_metric = {name for name in METRICS if name in exprs}
     assert by_metric >= {
         "gateway_requests_total",
         "gateway_request_duration_seconds",

@@ -18,6 +18,7 @@ from gateway.cachestore import RedisEntries
 from gateway.store import Store
 from tests.support.gateway import InProcessGateway, free_port, raw_request, wait_for
 from tests.support.http import error_of
+from tests.support.metrics import sample
 from tests.support.redisserver import PrivateCluster
 from tests.unit.test_cache import PLAYED, play
 
@@ -72,10 +73,6 @@ def kept(client: redis.Redis) -> dict[bytes, dict[bytes, bytes]]:
 
 def body(r: httpx.Response) -> dict[str, Any]:
     return dict(json.loads(r.content))
-
-
-def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
-    return registry.get_sample_value(name, labels) or 0.0
 
 
 def learned_cooldown(http: httpx.Client, gw: InProcessGateway) -> bool:

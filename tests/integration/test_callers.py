@@ -3,10 +3,8 @@ internal ones, token rotation and revocation by SIGHUP."""
 
 from __future__ import annotations
 
-import hashlib
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -14,6 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from tests.support.gateway import ServedGateway, raw_request, wait_for
+from tests.support.http import MAIL_IN, error_of, sha
 from tests.support.upstream import Upstream
 
 OPS = "ops-token-8c1d2e"
@@ -21,13 +20,8 @@ PRICING_OLD = "pricing-token-old-41af"
 PRICING_NEW = "pricing-token-new-92be"
 SHOP = "https://shop.example.org"
 CATALOG = "/api/v2/public/catalog/categories"
-MAIL_IN = "/api/v3/public/offer/mail-in"
 INVENTORY = "/api/v2/public/inventory/items"
 ORDERS = "/api/v2/orders/recent"
-
-
-def sha(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def policy(*, origins: str = f'["{SHOP}", "https://*.example.com"]',
@@ -72,13 +66,6 @@ clients:
 
 
 @pytest.fixture
-def http() -> Iterator[httpx.Client]:
-    """One client per test (plain HTTP on loopback: no TLS context to build)."""
-    with httpx.Client(verify=False, timeout=5) as client:
-        yield client
-
-
-@pytest.fixture
 def registry() -> CollectorRegistry:
     return CollectorRegistry()
 
@@ -86,13 +73,6 @@ def registry() -> CollectorRegistry:
 @pytest.fixture
 def gw(gateway_factory, registry):
     return gateway_factory(policy(), registry=registry)
-
-
-def error_of(response: httpx.Response) -> str:
-    body = response.json()
-    assert set(body) == {"error"}
-    assert body["error"]["request_id"] == response.headers["x-request-id"]
-    return str(body["error"]["code"])
 
 
 def cors_names(response: httpx.Response) -> set[str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import signal
 import subprocess
@@ -19,7 +18,7 @@ import pytest
 import yaml
 
 from gateway import __version__
-from tests.support.gateway import CLI, KEYS, ROOT, ServedGateway, free_port, wait_for
+from tests.support.gateway import CLI, KEYS, ROOT, ServedGateway, clean_env, free_port, wait_for
 from tests.support.upstream import Upstream
 
 ROUTE = """
@@ -67,13 +66,6 @@ BROKEN_PROBLEMS = (
     "routes[2].name: 'dup' is already the name of routes[1]",
     "clients[0].routes: 'nowhere' is not a route name",
 )
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """The test's environment without any gateway or Reusely setting, plus `extra`."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("REUSELY_", "GATEWAY_", "PROMETHEUS_"))}
-    return {**env, **extra}
 
 
 def run(*args: str, env: dict[str, str] | None = None, timeout: float = 20

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ import httpx
 import pytest
 import redis
 
-from tests.support.gateway import CLI, KEYS, ROOT, InProcessGateway, free_port
+from tests.support.gateway import CLI, KEYS, ROOT, InProcessGateway, clean_env, free_port
 from tests.support.http import MAIL_IN, error_of, offer, sha
 from tests.support.upstream import Upstream
 
@@ -64,17 +63,9 @@ def gateway(gateway_factory: Callable[..., InProcessGateway], redis_url: str
                                         "GATEWAY_LIMIT_KEY_SECRET": LIMIT_KEY_SECRET})
 
 
-@pytest.fixture
-def http() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=5) as client:
-        yield client
-
-
 def cli_env(**extra: str) -> dict[str, str]:
     """What a support shell in the gateway's container has: its settings, nothing else."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("REUSELY_", "GATEWAY_", "PROMETHEUS_"))}
-    return {**env, **KEYS, "GATEWAY_LIMIT_KEY_SECRET": LIMIT_KEY_SECRET, **extra}
+    return clean_env(**{**KEYS, "GATEWAY_LIMIT_KEY_SECRET": LIMIT_KEY_SECRET, **extra})
 
 
 class Limits:

@@ -7,11 +7,10 @@ Kubernetes Secret volume and swapped the kubelet's way.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,8 @@ from prometheus_client import CollectorRegistry
 
 from tests.support.gateway import InProcessGateway, wait_for
 from tests.support.http import error_of
-from tests.support.keyed import KeyedUpstream, SecretVolume
+from tests.support.keyed import KeyedUpstream, SecretVolume, fp
+from tests.support.metrics import sample
 
 POLICY = """
 routes:
@@ -48,26 +48,9 @@ TENANT = "tenant-4444dddd"
 SWITCH = 10  # seconds: a changed file reaches the gateway within this
 
 
-def fp(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()[:8]
-
-
-@pytest.fixture
-def keyed() -> Iterator[KeyedUpstream]:
-    server = KeyedUpstream().start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
 def volume(tmp_path: Path) -> SecretVolume:
     return SecretVolume(tmp_path / "reusely", {"api-key": OLD, "tenant-id": TENANT})
-
-
-@pytest.fixture
-def http() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=10) as client:
-        yield client
 
 
 @pytest.fixture
@@ -89,8 +72,7 @@ def logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
 
 
 def reloads(registry: CollectorRegistry, result: str) -> float:
-    return registry.get_sample_value("gateway_credential_reloads_total",
-                                     {"result": result}) or 0.0
+    return sample(registry, "gateway_credential_reloads_total", result=result)
 
 
 def keys_sent(keyed: KeyedUpstream) -> list[str | None]:

@@ -9,21 +9,20 @@ that gunicorn starts later keep the limit key worked out at start-up.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.support.gateway import CLI, ROOT, ServedGateway, wait_for
-from tests.support.keyed import KeyedUpstream, SecretVolume, children, connection_owner
+from tests.support.keyed import KeyedUpstream, SecretVolume, children, connection_owner, fp
+from tests.support.metrics import series_sum
 
 POLICY = """
 routes:
@@ -44,10 +43,6 @@ OLD, NEW = "rotated-api-key-old-8a7b6c5d", "rotated-api-key-new-1f2e3d4c"
 TENANT = "tenant-9999ffff"
 SWITCH = 10.0  # seconds: every worker sends the new key within this of the swap
 CALLERS = 4  # threads sending requests, each on a new connection every time
-
-
-def fp(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()[:8]
 
 
 class Load:
@@ -81,13 +76,6 @@ class Load:
 
 
 @pytest.fixture
-def keyed() -> Iterator[KeyedUpstream]:
-    server = KeyedUpstream().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def volume(tmp_path: Path) -> SecretVolume:
     return SecretVolume(tmp_path / "reusely", {"api-key": OLD, "tenant-id": TENANT})
 
@@ -109,11 +97,8 @@ def log_lines(gw: ServedGateway) -> list[dict[str, object]]:
     return [json.loads(line) for line in gw.output().splitlines() if line.startswith("{")]
 
 
-def metric(gw: ServedGateway, sample: str) -> float:
-    for line in httpx.get(gw.metrics_url).text.splitlines():
-        if line.startswith(sample + " "):
-            return float(line.split()[1])
-    return 0.0
+def metric(gw: ServedGateway, series: str) -> float:
+    return series_sum(httpx.get(gw.metrics_url).text, series)
 
 
 @pytest.mark.parametrize("refused", [True, False], ids=["old-key-refused", "both-accepted"])

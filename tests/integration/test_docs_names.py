@@ -3,8 +3,9 @@
 Environment variables (docs/configuration.md) against those the code and the
 scripts read; policy keys and their defaults against the policy's JSON
 Schema; metrics with their types and labels (docs/operations.md) against the
-metrics the gateway registers; error codes against the `GatewayError` tree;
-alerts against the shipped rules; command-line verbs against the parser.
+metrics the gateway registers and the tests' table of them; error codes
+against the `GatewayError` tree; alerts against the shipped rules;
+command-line verbs against the parser.
 ARCHITECTURE.md's request path is the code's docstrings, its layering holds
 for every import, and no file of the repository cites a document that is not
 in it. Part of `make docs-check`.
@@ -30,6 +31,7 @@ from gateway.policy import json_schema
 from gateway.settings import CREDENTIAL_ENV
 from tests.support.docs import blocks, code_names, tables
 from tests.support.gateway import ROOT
+from tests.support.metrics import METRICS
 
 CONFIGURATION = ROOT / "docs" / "configuration.md"
 OPERATIONS = ROOT / "docs" / "operations.md"
@@ -126,6 +128,7 @@ def test_the_documented_metrics_are_the_codes_with_their_types_and_labels() -> N
         labels = {label for label in code_names(row[2]) if re.fullmatch(r"[a-z_]+", label)}
         documented[name] = (row[1].split()[0], labels)
     assert documented == exported
+    assert documented == METRICS, "the tests' table (tests/support/metrics.py) is the docs'"
 
 
 def test_the_documented_error_codes_are_the_codes() -> None:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
-import pytest
 
 CATALOG = "/api/v2/public/catalog/categories"
 
@@ -27,12 +24,6 @@ routes:
 
 BEHIND_PROXY = policy('["127.0.0.1/32"]')
 DIRECT = policy("[]")
-
-
-@pytest.fixture
-def http() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=5) as client:
-        yield client
 
 
 def get(http: httpx.Client, gw, **headers: str) -> int:

@@ -6,10 +6,9 @@ import asyncio
 import json
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 import redis
 from prometheus_client import CollectorRegistry
@@ -50,22 +49,6 @@ CHECKOUT = policy('{per: "body:email", rate: "5/hour"}', '{per: "body:phone", ra
                   '{per: ip, rate: "30/hour"}')
 
 
-@pytest.fixture
-def http() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=5) as client:
-        yield client
-
-
-@pytest.fixture
-def start(gateway_factory: Callable[..., InProcessGateway],
-          redis_url: str) -> Callable[..., InProcessGateway]:
-    def start(text: str, *, env: dict[str, str] | None = None,
-              **app_kwargs: Any) -> InProcessGateway:
-        return gateway_factory(text, env={"GATEWAY_REDIS_URL": redis_url, **(env or {})},
-                               **app_kwargs)
-    return start
-
-
 def raw_post(gw: InProcessGateway, target: str, body: bytes,
              headers: list[tuple[str, str]], *, length: int | None = None) -> tuple[int, bytes]:
     head = [f"POST {target} HTTP/1.1", "Host: gateway", "Connection: close",
@@ -79,8 +62,8 @@ def emails_upstream(upstream: Any) -> list[str]:
     return [json.loads(r.body).get("email") for r in upstream.received if r.body]
 
 
-def test_a_form_body_that_looks_like_json_is_415_and_never_reaches_reusely(start, upstream):
-    gw = start(CHECKOUT)
+def test_a_form_body_that_looks_like_json_is_415_and_never_reaches_reusely(redis_gateway, upstream):
+    gw = redis_gateway(CHECKOUT)
     body = b'{"email":"decoy@example.net","x":"&email=' + VICTIM.encode() + b'&first_name=A"}'
     for content_type in ("application/x-www-form-urlencoded", "text/plain",
                          "multipart/form-data; boundary=x", "application/jsonp"):
@@ -94,8 +77,9 @@ def test_a_form_body_that_looks_like_json_is_415_and_never_reaches_reusely(start
     assert upstream.received == []
 
 
-def test_a_query_naming_a_body_field_is_400_and_never_reaches_reusely(http, start, upstream):
-    gw = start(CHECKOUT)
+def test_a_query_naming_a_body_field_is_400_and_never_reaches_reusely(
+        http, redis_gateway, upstream):
+    gw = redis_gateway(CHECKOUT)
     for query in (f"email={VICTIM}", f"EMAIL={VICTIM}", f"e%6Dail={VICTIM}", "phone=5550100",
                   f"a=1&email={VICTIM}"):
         r = http.post(f"{gw.url}{MAIL_IN}?{query}", json=offer(first_name="no email here"))
@@ -105,8 +89,8 @@ def test_a_query_naming_a_body_field_is_400_and_never_reaches_reusely(http, star
     assert len(upstream.received) == 1
 
 
-def test_shoppers_sending_an_empty_phone_do_not_share_one_bucket(http, start, upstream):
-    gw = start(CHECKOUT)
+def test_shoppers_sending_an_empty_phone_do_not_share_one_bucket(http, redis_gateway, upstream):
+    gw = redis_gateway(CHECKOUT)
     for i in range(8):
         r = http.post(gw.url + MAIL_IN, json=offer(email=f"shopper{i}@example.com", phone=""))
         assert r.status_code == 200, i
@@ -115,8 +99,8 @@ def test_shoppers_sending_an_empty_phone_do_not_share_one_bucket(http, start, up
         assert r.status_code == 200, i
 
 
-def test_invisible_characters_do_not_make_a_fresh_email(http, start, upstream):
-    gw = start(CHECKOUT)
+def test_invisible_characters_do_not_make_a_fresh_email(http, redis_gateway, upstream):
+    gw = redis_gateway(CHECKOUT)
     spellings = [VICTIM, VICTIM + "\u200b", "\ufeff" + VICTIM, "vic\u200dtim@example.com",
                  " VICTIM@EXAMPLE.COM\u2060", "\uff56ictim@example.com"]
     statuses = [http.post(gw.url + MAIL_IN, json=offer(email=e)).status_code for e in spellings]
@@ -126,16 +110,16 @@ def test_invisible_characters_do_not_make_a_fresh_email(http, start, upstream):
 
 @pytest.mark.parametrize("field", [b'"\\ud800"', b'"a\\udfff@example.com"',
                                    b'"\xed\xa0\x80@example.com"'])
-def test_a_lone_surrogate_is_400_not_500(start, upstream, field):
-    gw = start(CHECKOUT)
+def test_a_lone_surrogate_is_400_not_500(redis_gateway, upstream, field):
+    gw = redis_gateway(CHECKOUT)
     status, reply = raw_post(gw, MAIL_IN, b'{"email": ' + field + b', "first_name": "A"}',
                              [("Content-Type", "application/json")])
     assert status == 400 and b'"invalid_body"' in reply
     assert upstream.received == []
 
 
-def test_an_exhausted_ip_limit_refuses_before_the_body_is_read(http, start, upstream):
-    gw = start(policy('{per: "body:email", rate: "5/hour"}', '{per: ip, rate: "2/hour"}'))
+def test_an_exhausted_ip_limit_refuses_before_the_body_is_read(http, redis_gateway, upstream):
+    gw = redis_gateway(policy('{per: "body:email", rate: "5/hour"}', '{per: ip, rate: "2/hour"}'))
     for i in range(2):
         assert http.post(gw.url + MAIL_IN, json=offer(email=f"s{i}@example.com")).status_code == 200
     # Whatever the body, the ip limit answers first: bad JSON, a form, a query naming
@@ -152,9 +136,9 @@ def test_an_exhausted_ip_limit_refuses_before_the_body_is_read(http, start, upst
     assert len(upstream.received) == 2
 
 
-def test_a_known_client_refused_with_403_is_counted_under_its_name(http, start, upstream):
+def test_a_known_client_refused_with_403_is_counted_under_its_name(http, redis_gateway, upstream):
     registry = CollectorRegistry()
-    gw = start(CHECKOUT, registry=registry)
+    gw = redis_gateway(CHECKOUT, registry=registry)
     r = http.get(gw.url + "/b/orders", headers={"authorization": f"Bearer {TOKEN}"})
     assert r.status_code == 403 and error_of(r) == "forbidden"
     # Counted once the answer is sent, so a moment after the caller may have read it.
@@ -215,8 +199,8 @@ def test_status_line_reads_a_raw_reply():
     assert status_line(b"") == 0
 
 
-def test_an_exhausted_ip_limit_does_not_wait_for_a_small_body(http, start, upstream):
-    gw = start(policy('{per: "body:email", rate: "5/hour"}', '{per: ip, rate: "1/hour"}'))
+def test_an_exhausted_ip_limit_does_not_wait_for_a_small_body(http, redis_gateway, upstream):
+    gw = redis_gateway(policy('{per: "body:email", rate: "5/hour"}', '{per: ip, rate: "1/hour"}'))
     assert http.post(gw.url + MAIL_IN, json=offer(email="first@example.com")).status_code == 200
     started = time.monotonic()
     with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as sock:
@@ -272,9 +256,9 @@ def test_a_burst_cannot_exhaust_redis_clients_and_pass_an_email_uncounted(gatewa
         tight.stop()
 
 
-def test_a_limited_header_sent_twice_reaches_reusely_once_as_counted(start, upstream):
+def test_a_limited_header_sent_twice_reaches_reusely_once_as_counted(redis_gateway, upstream):
     text = policy('{per: "header:x-shopper", rate: "2/hour"}')
-    gw = start(text)
+    gw = redis_gateway(text)
     statuses = []
     for _ in range(3):
         body = b'{"first_name": "A"}'
@@ -286,8 +270,8 @@ def test_a_limited_header_sent_twice_reaches_reusely_once_as_counted(start, upst
         assert [v for n, v in received.headers if n == "x-shopper"] == ["decoy"]
 
 
-def test_a_refused_body_on_a_limited_route_still_says_the_limits(http, start, upstream):
-    gw = start(policy('{per: "body:email", rate: "5/hour"}', '{per: ip, rate: "30/hour"}'))
+def test_a_refused_body_on_a_limited_route_still_says_the_limits(http, redis_gateway, upstream):
+    gw = redis_gateway(policy('{per: "body:email", rate: "5/hour"}', '{per: ip, rate: "30/hour"}'))
     assert http.post(gw.url + MAIL_IN, json=offer(email="a@example.com")).status_code == 200
     small = http.post(gw.url + MAIL_IN, content=b"not json",
                       headers={"content-type": "application/json"})

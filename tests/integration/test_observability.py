@@ -7,7 +7,6 @@ before/after difference), so the tests do not depend on each other's order.
 from __future__ import annotations
 
 import glob
-import hashlib
 import json
 import re
 import shutil
@@ -28,18 +27,15 @@ from gateway import __version__
 from gateway.accesslog import ACCESS_FIELDS
 from gateway.config import METHODS
 from tests.support.gateway import KEYS, ServedGateway, wait_for
+from tests.support.http import sha
+from tests.support.metrics import METRICS
 from tests.support.upstream import Upstream
 
 TOKEN = "obs-ops-token-" + uuid.uuid4().hex
 NARROW_TOKEN = "obs-narrow-token-" + uuid.uuid4().hex
 WRONG_TOKEN = "obs-wrong-token-" + uuid.uuid4().hex
 
-
-def sha(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-ROUTES = ("catalog", "checkout-mail-in", "admin", "market", "tiny", "hang", "behaviour")
+ROUTES = ("catalog", "checkout-mail-in", "admin", "market", "tiny", "hang", "kept", "behaviour")
 POLICY = f"""
 upstream:
   timeout: {{connect: 1, read: 5, write: 5, pool: 1}}
@@ -84,6 +80,14 @@ routes:
     credentials: [api_key]
     access: public
     timeout: {{read: 0.3}}
+  - name: kept
+    path: /b/kept
+    methods: [POST]
+    credentials: [api_key]
+    access: public
+    idempotency: {{ttl: 600}}
+    limits:
+      - {{per: global, rate: "1/hour", shadow: true}}
   - name: behaviour
     path: /b/{{kind}}
     methods: [GET, POST]
@@ -97,19 +101,6 @@ clients:
     token_sha256: "{sha(NARROW_TOKEN)}"
     routes: [catalog]
 """
-
-# Metric name -> (type, label names), as docs/operations.md lists them (the metrics that
-# exist from the first requests on).
-DOCUMENTED_METRICS = {
-    "gateway_requests_total": ("counter", {"route", "method", "status", "client"}),
-    "gateway_request_duration_seconds": ("histogram", {"route", "method"}),
-    "gateway_upstream_request_duration_seconds": ("histogram", {"route"}),
-    "gateway_upstream_errors_total": ("counter", {"route", "kind"}),
-    "gateway_rate_limited_total": ("counter", {"route", "per"}),
-    "gateway_rate_limiter_errors_total": ("counter", set()),
-    "gateway_requests_in_flight": ("gauge", set()),
-    "gateway_build_info": ("gauge", {"version"}),
-}
 
 
 class FirstScrapeGateway(ServedGateway):
@@ -161,8 +152,12 @@ def served(upstream_m: Upstream, tmp_path_factory: pytest.TempPathFactory
     root = tmp_path_factory.mktemp("observability")
     policy = root / "policy.yaml"
     policy.write_text(POLICY)
+    # One credential from a file, as a Secret volume gives it: its reloads are counted.
+    secret_key = root / "secret-key"
+    secret_key.write_text(KEYS["REUSELY_SECRET_KEY"] + "\n")
     gw = FirstScrapeGateway(policy, upstream_m.url, workers=2,
-                            env={"REUSELY_MARKETPLACE_KEY": ""})
+                            env={"REUSELY_MARKETPLACE_KEY": "",
+                                 "REUSELY_SECRET_KEY_FILE": str(secret_key)})
     gw.env["PROMETHEUS_MULTIPROC_DIR"] = str(root / "metrics")
     gw.start()
     yield gw
@@ -307,15 +302,26 @@ def test_in_flight_is_a_gauge_that_counts_a_slow_request_and_returns_to_zero(ser
 
 def test_every_documented_metric_is_exported_with_its_type_and_labels(served):
     # Exercise what creates the labelled series: an upstream timeout, a broken
-    # upstream connection, and a refusal by a tiny rate limit.
+    # upstream connection, a refusal by a tiny rate limit, a replayed
+    # Idempotency-Key and a request over a shadow limit.
     assert served.http.get(served.url + "/b/hang", timeout=10).status_code == 504
     assert served.http.get(served.url + "/b/reset").status_code == 502
     statuses = [served.http.get(served.url + "/b/status/200").status_code for _ in range(5)]
     assert 429 in statuses  # 1/hour per worker: the third request at the latest
     wait_for(lambda: value(served, "gateway_rate_limited_total", route="tiny", per="ip"),
              "the refusal counted")
+    # One connection, so one worker (each keeps its keys and counts in memory).
+    with httpx.Client(timeout=10) as one:
+        for key in ("first-" + uuid.uuid4().hex, "second-" + uuid.uuid4().hex):
+            r = one.post(served.url + "/b/kept", json={}, headers={"idempotency-key": key})
+            assert r.status_code == 200 and "idempotent-replayed" not in r.headers
+            r = one.post(served.url + "/b/kept", json={}, headers={"idempotency-key": key})
+            assert r.status_code == 200 and r.headers["idempotent-replayed"] == "true"
+    wait_for(lambda: value(served, "gateway_idempotent_replays_total", route="kept") >= 2
+             and value(served, "gateway_rate_limit_shadow_total", route="kept", per="global"),
+             "the replays and the shadow limit counted")
     families = scrape(served)
-    for name, (kind, labels) in DOCUMENTED_METRICS.items():
+    for name, (kind, labels) in METRICS.items():
         fam = family(families, name)
         assert fam is not None, name
         assert fam.type == kind, name
@@ -340,6 +346,7 @@ def test_no_label_holds_a_path_an_email_an_ip_or_a_token(served):
         "kind": {"timeout", "connect", "protocol"},
         "per": {"ip", "client", "global", "body:email", "body:phone"},
         "version": {__version__},
+        "result": {"ok", "error"},
     }
     for fam in scrape(served).values():
         for s in fam.samples:

@@ -10,10 +10,10 @@ import httpx
 import pytest
 
 from tests.support.gateway import KEYS, free_port, raw_request
+from tests.support.http import error_of, sha
 from tests.support.upstream import PATTERN
 
 TOKEN = "ops-token-3b9f0c1e"
-TOKEN_SHA = hashlib.sha256(TOKEN.encode()).hexdigest()
 
 POLICY = f"""
 upstream:
@@ -58,7 +58,7 @@ routes:
     access: public
 clients:
   - name: ops
-    token_sha256: "{TOKEN_SHA}"
+    token_sha256: "{sha(TOKEN)}"
     routes: ["*"]
 """
 
@@ -66,14 +66,6 @@ clients:
 @pytest.fixture
 def gw(gateway_factory):
     return gateway_factory(POLICY)
-
-
-def error_of(response: httpx.Response) -> str:
-    body = response.json()
-    assert set(body) == {"error"}
-    assert set(body["error"]) == {"code", "message", "request_id"}
-    assert body["error"]["request_id"] == response.headers["x-request-id"]
-    return str(body["error"]["code"])
 
 
 def test_public_route_gets_exactly_its_credentials_and_the_query_byte_for_byte(gw, upstream):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -13,9 +13,9 @@ import redis
 from prometheus_client import CollectorRegistry
 
 from tests.support.gateway import InProcessGateway
+from tests.support.http import MAIL_IN, error_of, sha
 from tests.support.redisserver import PrivateRedis
 
-MAIL_IN = "/api/v3/public/offer/mail-in"
 EMAIL = "ada.lovelace@example.org"
 PHONE = "+1 (555) 010-0000"
 
@@ -44,25 +44,6 @@ CHECKOUT = policy('{per: "body:email", rate: "5/hour"}', '{per: "body:phone", ra
                   '{per: ip, rate: "30/hour"}')
 
 
-@pytest.fixture
-def http() -> Iterator[httpx.Client]:
-    with httpx.Client(verify=False, timeout=5) as client:
-        yield client
-
-
-@pytest.fixture
-def start(gateway_factory: Callable[..., InProcessGateway],
-          redis_url: str) -> Callable[..., InProcessGateway]:
-    """The shared gateway factory, counting in the test's Redis."""
-
-    def start(text: str, *, env: dict[str, str] | None = None,
-              **app_kwargs: Any) -> InProcessGateway:
-        return gateway_factory(text, env={"GATEWAY_REDIS_URL": redis_url, **(env or {})},
-                               **app_kwargs)
-
-    return start
-
-
 def offer(**fields: Any) -> dict[str, Any]:
     return {"first_name": "Ada", "last_name": "Lovelace", "device": "iphone-13", **fields}
 
@@ -70,13 +51,6 @@ def offer(**fields: Any) -> dict[str, Any]:
 def checkout(http: httpx.Client, gw: InProcessGateway, headers: dict[str, str] | None = None,
              **fields: Any) -> httpx.Response:
     return http.post(gw.url + MAIL_IN, json=offer(**fields), headers=headers or {})
-
-
-def error_of(response: httpx.Response) -> str:
-    body = response.json()
-    assert set(body) == {"error"}
-    assert body["error"]["request_id"] == response.headers["x-request-id"]
-    return str(body["error"]["code"])
 
 
 def assert_refused(r: httpx.Response) -> None:
@@ -94,8 +68,8 @@ def limit_headers(r: httpx.Response) -> tuple[str, str, str]:
 
 
 def test_five_checkouts_per_email_pass_and_the_sixth_is_refused_across_spellings(
-        http, start, upstream):
-    gw = start(CHECKOUT)
+        http, redis_gateway, upstream):
+    gw = redis_gateway(CHECKOUT)
     spellings = [EMAIL, "  Ada.Lovelace@Example.org", "ADA.LOVELACE@EXAMPLE.ORG ",
                  "\tada.lovelace@EXAMPLE.org\n", "Ada.Lovelace@example.ORG",
                  " ada.lovelace@example.org"]
@@ -111,8 +85,8 @@ def test_five_checkouts_per_email_pass_and_the_sixth_is_refused_across_spellings
     assert len(upstream.received) == 6
 
 
-def test_phones_count_together_whatever_their_punctuation(http, start, upstream):
-    gw = start(CHECKOUT)
+def test_phones_count_together_whatever_their_punctuation(http, redis_gateway, upstream):
+    gw = redis_gateway(CHECKOUT)
     spellings = [PHONE, "+15550100000", " +1 555 010 0000", "+1-555-010-0000", "+1.555.010.0000",
                  "+15550100000"]
     answers = [checkout(http, gw, phone=p) for p in spellings]
@@ -126,8 +100,8 @@ def test_phones_count_together_whatever_their_punctuation(http, start, upstream)
                                     "\uff10\uff10\uff10").status_code == 429
 
 
-def test_the_email_and_phone_of_one_lead_are_each_counted(http, start, upstream):
-    gw = start(CHECKOUT)
+def test_the_email_and_phone_of_one_lead_are_each_counted(http, redis_gateway, upstream):
+    gw = redis_gateway(CHECKOUT)
     for i in range(5):
         assert checkout(http, gw, email=EMAIL, phone=f"+1555010000{i}").status_code == 200
     assert_refused(checkout(http, gw, email=EMAIL, phone="+15550100009"))
@@ -137,8 +111,9 @@ def test_the_email_and_phone_of_one_lead_are_each_counted(http, start, upstream)
     assert len(upstream.received) == 9
 
 
-def test_the_moving_window_refuses_a_burst_straddling_a_window_boundary(http, start, upstream):
-    gw = start(policy('{per: "body:email", rate: "3/4 seconds"}'))
+def test_the_moving_window_refuses_a_burst_straddling_a_window_boundary(
+        http, redis_gateway, upstream):
+    gw = redis_gateway(policy('{per: "body:email", rate: "3/4 seconds"}'))
     t0 = time.monotonic()
 
     def at(offset: float) -> None:
@@ -159,8 +134,8 @@ def test_the_moving_window_refuses_a_burst_straddling_a_window_boundary(http, st
     assert len(upstream.received) == 4
 
 
-def test_two_gateways_on_one_redis_share_one_count(http, start, upstream):
-    first, second = start(CHECKOUT), start(CHECKOUT)
+def test_two_gateways_on_one_redis_share_one_count(http, redis_gateway, upstream):
+    first, second = redis_gateway(CHECKOUT), redis_gateway(CHECKOUT)
     statuses = [checkout(http, gw, email=EMAIL).status_code
                 for gw in (first, second, first, second, first, second)]
     assert sorted(statuses) == [200] * 5 + [429]
@@ -168,9 +143,9 @@ def test_two_gateways_on_one_redis_share_one_count(http, start, upstream):
     assert len(upstream.received) == 5
 
 
-def test_another_limit_key_secret_is_another_count(http, start, upstream):
-    first = start(CHECKOUT)
-    other = start(CHECKOUT, env={"GATEWAY_LIMIT_KEY_SECRET": "another-secret-6d1e"})
+def test_another_limit_key_secret_is_another_count(http, redis_gateway, upstream):
+    first = redis_gateway(CHECKOUT)
+    other = redis_gateway(CHECKOUT, env={"GATEWAY_LIMIT_KEY_SECRET": "another-secret-6d1e"})
     for _ in range(5):
         assert checkout(http, first, email=EMAIL).status_code == 200
     assert_refused(checkout(http, first, email=EMAIL))
@@ -180,8 +155,8 @@ def test_another_limit_key_secret_is_another_count(http, start, upstream):
 # -- the ip key ---------------------------------------------------------------
 
 
-def test_x_forwarded_for_from_an_untrusted_peer_changes_nothing(http, start, upstream):
-    gw = start(policy('{per: ip, rate: "3/hour"}'))
+def test_x_forwarded_for_from_an_untrusted_peer_changes_nothing(http, redis_gateway, upstream):
+    gw = redis_gateway(policy('{per: ip, rate: "3/hour"}'))
     for i in range(3):
         r = checkout(http, gw, {"x-forwarded-for": f"203.0.113.{i}"})
         assert r.status_code == 200
@@ -191,8 +166,9 @@ def test_x_forwarded_for_from_an_untrusted_peer_changes_nothing(http, start, ups
 
 
 def test_x_forwarded_for_from_a_trusted_proxy_keys_on_the_rightmost_untrusted_hop(
-        http, start, upstream):
-    gw = start(policy('{per: ip, rate: "2/hour"}', trusted='["127.0.0.1/32", "10.0.0.0/8"]'))
+        http, redis_gateway, upstream):
+    gw = redis_gateway(policy('{per: ip, rate: "2/hour"}',
+                              trusted='["127.0.0.1/32", "10.0.0.0/8"]'))
     a, b = "203.0.113.10", "203.0.113.20"
     assert checkout(http, gw, {"x-forwarded-for": a}).status_code == 200
     assert checkout(http, gw, {"x-forwarded-for": f"6.6.6.6, {a}, 10.1.2.3"}).status_code == 200
@@ -236,9 +212,10 @@ def redis_contents(url: str) -> list[bytes]:
     return out
 
 
-def test_redis_never_holds_an_email_or_phone_in_clear(http, start, upstream, redis_url):
-    gw = start(policy('{per: "body:email", rate: "5/hour"}', '{per: "body:phone", rate: "5/hour"}',
-                      '{per: ip, rate: "30/hour"}', trusted='["127.0.0.1/32"]'))
+def test_redis_never_holds_an_email_or_phone_in_clear(http, redis_gateway, upstream, redis_url):
+    gw = redis_gateway(policy('{per: "body:email", rate: "5/hour"}',
+                              '{per: "body:phone", rate: "5/hour"}',
+                              '{per: ip, rate: "30/hour"}', trusted='["127.0.0.1/32"]'))
     sent = [(" Ada.Lovelace@Example.org ", "+1 (555) 010-0000"),
             ("grace.hopper@example.org", "+44 20 7946 0958")]
     for email, phone in sent:
@@ -273,8 +250,8 @@ TIGHT = policy('{per: "body:email", rate: "3/hour"}', '{per: ip, rate: "3/minute
 """)
 
 
-def test_every_response_of_a_limited_route_names_the_tightest_limit(http, start, upstream):
-    gw = start(TIGHT)
+def test_every_response_of_a_limited_route_names_the_tightest_limit(http, redis_gateway, upstream):
+    gw = redis_gateway(TIGHT)
     r = checkout(http, gw, email=EMAIL)
     # email and ip both have 2 left; the email's hour is the longer window.
     assert r.status_code == 200
@@ -292,8 +269,9 @@ def test_every_response_of_a_limited_route_names_the_tightest_limit(http, start,
     assert int(r.headers["retry-after"]) <= 60
 
 
-def test_ietf_ratelimit_headers_name_the_route_and_key_and_never_the_email(http, start, upstream):
-    gw = start(TIGHT)
+def test_ietf_ratelimit_headers_name_the_route_and_key_and_never_the_email(
+        http, redis_gateway, upstream):
+    gw = redis_gateway(TIGHT)
     r = checkout(http, gw, email=EMAIL)
     policy_header = r.headers["ratelimit-policy"]
     assert '"checkout-mail-in.body-email";q=3;w=3600' in policy_header
@@ -303,8 +281,8 @@ def test_ietf_ratelimit_headers_name_the_route_and_key_and_never_the_email(http,
         assert "ada" not in value.lower() and "example.org" not in value.lower()
 
 
-def test_reusely_answers_on_a_limited_route_carry_the_headers_too(http, start, upstream):
-    gw = start(TIGHT)
+def test_reusely_answers_on_a_limited_route_carry_the_headers_too(http, redis_gateway, upstream):
+    gw = redis_gateway(TIGHT)
     for status in (200, 404, 422, 500):
         r = http.get(gw.url + f"/b/status/{status}")
         assert r.status_code == status
@@ -321,24 +299,26 @@ def test_reusely_answers_on_a_limited_route_carry_the_headers_too(http, start, u
 @pytest.mark.parametrize("body", [b"[]", b'["a@b.c"]', b'"a@b.c"', b"not json",
                                   b'{"email": 5}', b'{"email": ["a@b.c"]}', b'{"phone": 15550100}',
                                   b'{"email": {"v": "a"}}', b'{"email": true}', b"[" * 5000])
-def test_a_body_that_is_not_a_json_object_or_has_a_non_string_key_is_400(http, start, upstream,
+def test_a_body_that_is_not_a_json_object_or_has_a_non_string_key_is_400(
+        http, redis_gateway, upstream,
                                                                           body):
-    gw = start(CHECKOUT)
+    gw = redis_gateway(CHECKOUT)
     r = http.post(gw.url + MAIL_IN, content=body, headers={"content-type": "application/json"})
     assert r.status_code == 400
     assert error_of(r) == "invalid_body"
     assert upstream.received == []
 
 
-def test_a_post_without_a_body_has_its_values_absent_and_counts_per_ip(http, start, upstream):
-    gw = start(policy('{per: "body:email", rate: "1/hour"}', '{per: ip, rate: "2/hour"}'))
+def test_a_post_without_a_body_has_its_values_absent_and_counts_per_ip(
+        http, redis_gateway, upstream):
+    gw = redis_gateway(policy('{per: "body:email", rate: "1/hour"}', '{per: ip, rate: "2/hour"}'))
     statuses = [http.post(gw.url + MAIL_IN).status_code for _ in range(3)]
     assert statuses == [200, 200, 429]
     assert [r.body for r in upstream.received] == [b"", b""]
 
 
-def test_null_counts_as_absent(http, start, upstream):
-    gw = start(policy('{per: "body:email", rate: "2/hour"}'))
+def test_null_counts_as_absent(http, redis_gateway, upstream):
+    gw = redis_gateway(policy('{per: "body:email", rate: "2/hour"}'))
     for _ in range(4):
         r = http.post(gw.url + MAIL_IN, content=json.dumps(offer(email=None)).encode(),
                       headers={"content-type": "application/json; charset=utf-8"})
@@ -364,9 +344,11 @@ def sample_sum(registry: CollectorRegistry, name: str, **labels: str) -> float:
     return total
 
 
-def test_a_shadow_limit_refuses_nothing_and_counts_what_it_would_refuse(http, start, upstream):
+def test_a_shadow_limit_refuses_nothing_and_counts_what_it_would_refuse(
+        http, redis_gateway, upstream):
     registry = CollectorRegistry()
-    gw = start(policy('{per: "body:email", rate: "2/hour", shadow: true}'), registry=registry)
+    gw = redis_gateway(policy('{per: "body:email", rate: "2/hour", shadow: true}'),
+                       registry=registry)
     for _ in range(5):
         r = checkout(http, gw, email=EMAIL)
         assert r.status_code == 200
@@ -377,10 +359,10 @@ def test_a_shadow_limit_refuses_nothing_and_counts_what_it_would_refuse(http, st
     assert sample_sum(registry, "gateway_rate_limited_total") == 0
 
 
-def test_a_shadow_limit_beside_an_enforced_one_only_counts(http, start, upstream):
+def test_a_shadow_limit_beside_an_enforced_one_only_counts(http, redis_gateway, upstream):
     registry = CollectorRegistry()
-    gw = start(policy('{per: "body:email", rate: "1/hour", shadow: true}',
-                      '{per: ip, rate: "3/hour"}'), registry=registry)
+    gw = redis_gateway(policy('{per: "body:email", rate: "1/hour", shadow: true}',
+                              '{per: ip, rate: "3/hour"}'), registry=registry)
     answers = [checkout(http, gw, email=EMAIL) for _ in range(4)]
     assert [r.status_code for r in answers] == [200, 200, 200, 429]
     assert [r.headers["x-ratelimit-limit"] for r in answers] == ["3"] * 4
@@ -394,13 +376,8 @@ CLIENT_A = "client-a-token-1f2e3d"
 CLIENT_B = "client-b-token-4c5b6a"
 
 
-def test_a_clients_quota_counts_across_routes(http, start, upstream):
-    import hashlib
-
-    def sha(t: str) -> str:
-        return hashlib.sha256(t.encode()).hexdigest()
-
-    gw = start(policy(extra="""
+def test_a_clients_quota_counts_across_routes(http, redis_gateway, upstream):
+    gw = redis_gateway(policy(extra="""
   - name: inventory
     path: /api/v2/public/inventory/{rest:path}
     methods: [GET]
@@ -464,11 +441,11 @@ def no_limit_headers(r: httpx.Response) -> bool:
 
 
 def test_with_redis_down_allow_keeps_serving_deny_refuses_and_both_recover(
-        http, start, upstream, private_redis):
+        http, redis_gateway, upstream, private_redis):
     registry = CollectorRegistry()
     env = {"GATEWAY_REDIS_URL": private_redis.url}
-    allow = start(OUTAGE, env=env, registry=registry)
-    deny = start(OUTAGE.replace("on_error: allow", "on_error: deny"), env=env)
+    allow = redis_gateway(OUTAGE, env=env, registry=registry)
+    deny = redis_gateway(OUTAGE.replace("on_error: allow", "on_error: deny"), env=env)
     errors = "gateway_rate_limiter_errors_total"
     fast = httpx.Timeout(1.5)  # "well under a second" per Redis call: no answer may hang
 
@@ -510,11 +487,11 @@ def test_with_redis_down_allow_keeps_serving_deny_refuses_and_both_recover(
 
 
 def test_a_redis_that_stops_answering_is_bounded_by_the_timeout(
-        http, start, upstream, private_redis):
+        http, redis_gateway, upstream, private_redis):
     registry = CollectorRegistry()
     env = {"GATEWAY_REDIS_URL": private_redis.url}
-    allow = start(OUTAGE, env=env, registry=registry)
-    deny = start(OUTAGE.replace("on_error: allow", "on_error: deny"), env=env)
+    allow = redis_gateway(OUTAGE, env=env, registry=registry)
+    deny = redis_gateway(OUTAGE.replace("on_error: allow", "on_error: deny"), env=env)
     assert checkout(http, allow, email=EMAIL).status_code == 200
     assert checkout(http, deny, email=EMAIL).status_code == 200
     fast = httpx.Timeout(1.5)

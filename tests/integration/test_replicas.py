@@ -9,9 +9,10 @@ import httpx
 import pytest
 
 from tests.support.gateway import ServedGateway, wait_for
+from tests.support.http import MAIL_IN
+from tests.support.metrics import series_sum
 from tests.support.upstream import Upstream
 
-MAIL_IN = "/api/v3/public/offer/mail-in"
 POLICY = f"""
 limits:
   on_error: deny
@@ -45,11 +46,7 @@ def replicas(tmp_path: Path, upstream: Upstream, redis_url: str) -> Iterator[lis
 
 
 def metric(http: httpx.Client, served: ServedGateway, name: str) -> float:
-    total = 0.0
-    for line in http.get(served.metrics_url).text.splitlines():
-        if line.startswith(name + "{") or line.startswith(name + " "):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+    return series_sum(http.get(served.metrics_url).text, name)
 
 
 def test_three_replicas_on_one_redis_allow_five_checkouts_per_email_in_total(

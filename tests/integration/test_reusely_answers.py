@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from email.utils import formatdate
 from typing import Any
 
-import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
 from tests.support.gateway import InProcessGateway, wait_for
 from tests.support.http import error_of
+from tests.support.metrics import sample
 
 POLICY = """
 routes:
@@ -32,21 +32,11 @@ routes:
 
 
 @pytest.fixture
-def http() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=5) as client:
-        yield client
-
-
-@pytest.fixture
 def start(gateway_factory: Callable[..., InProcessGateway],
           redis_url: str) -> Callable[..., InProcessGateway]:
     def start(**app_kwargs: Any) -> InProcessGateway:
         return gateway_factory(POLICY, env={"GATEWAY_REDIS_URL": redis_url}, **app_kwargs)
     return start
-
-
-def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
-    return registry.get_sample_value(name, labels) or 0.0
 
 
 def test_reuselys_401_is_a_502_that_names_the_gateways_credentials(http, start, upstream):

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import json
 import socket
 import time
+import weakref
 
 import httpx
 
-from tests.support.gateway import ServedGateway, wait_for
+from gateway.upstream import Upstream as ReuselyClient
+from tests.support.gateway import ServedGateway, settings_for, wait_for
 from tests.support.upstream import Upstream
 
 POLICY = """
@@ -56,3 +60,33 @@ def test_a_stalled_caller_is_logged_as_what_it_is_and_counted_499(tmp_path):
     finally:
         served.stop()
         upstream.stop()
+
+
+def test_an_answer_cut_short_leaves_nothing_for_the_garbage_collector(upstream):
+    """A stream stopped early frees what it buffered at once, not at the next full GC.
+
+    A body generator left suspended holds its last chunk in a reference cycle with
+    its answer; under a stream that is up to the transport's read buffer per answer,
+    and RSS grows until the collector happens to run.
+    """
+    settings = settings_for(POLICY, upstream.url)
+    route = settings.policy.routes[0]
+
+    async def cut_short() -> None:
+        client = ReuselyClient(settings)
+        try:
+            response = await client.send(route, "GET", "/big/33554432", [], None)
+            body = response.body()
+            assert len(await anext(body)) > 0
+            freed = weakref.ref(body)
+            await response.aclose()
+            del response, body
+            assert freed() is None, "the body's generator waits for the garbage collector"
+        finally:
+            await client.aclose()
+
+    gc.disable()
+    try:
+        asyncio.run(cut_short())
+    finally:
+        gc.enable()

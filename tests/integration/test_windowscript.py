@@ -76,3 +76,29 @@ def test_script_hits_are_seen_by_limits_and_a_full_window_or_a_read_consumes_not
         await store.aclose()
 
     asyncio.run(go())
+
+
+def test_a_redis_that_lost_the_script_is_given_it_again_and_counts_on(redis_url):
+    """A restarted or flushed Redis, or a failover to a replica, has no script cached."""
+    settings = load_settings({"GATEWAY_REDIS_URL": redis_url, "REUSELY_API_KEY": "k" * 16},
+                             text=POLICY)
+
+    async def go() -> None:
+        store = Store(redis_url, budget=0.25)
+        limiter = Limiter(settings, store, LimitKeys(b"s" * 32),
+                          Metrics(CollectorRegistry(), version="t"))
+        route = settings.policy.routes[0]
+        left = []
+        for flush in (False, True, True):
+            if flush:
+                assert store.redis is not None
+                await store.redis.script_flush()
+            check = limiter.begin(route, None, ip_key="10.0.0.11", headers={})
+            assert check is not None
+            found = dict(await check.full({"body:email": "flushed@example.com"}))
+            left.append(found[b"x-ratelimit-remaining"])
+        assert left == [b"2", b"1", b"0"]  # every request counted, none refused or skipped
+        assert not check.skipped
+        await store.aclose()
+
+    asyncio.run(go())

@@ -37,6 +37,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def clean_env(**extra: str) -> dict[str, str]:
+    """This environment less the caller's REUSELY_/GATEWAY_/PROMETHEUS_ settings, plus `extra`."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("REUSELY_", "GATEWAY_", "PROMETHEUS_"))}
+    return {**env, **extra}
+
+
 def settings_for(policy: str, upstream_url: str, **env: str) -> Settings:
     environ = {**KEYS, "REUSELY_BASE_URL": upstream_url, **env}
     environ = {k: v for k, v in environ.items() if v}

@@ -26,9 +26,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote
 
+from tests.support.http import sha
 from tests.support.upstream import Upstream
 
 UNAUTHENTICATED = json.dumps({"status_code": 401, "message": "Unauthenticated."}).encode()
+
+
+def fp(value: str) -> str:
+    """A credential's fingerprint as the gateway logs it: the first 8 hex digits of SHA-256."""
+    return sha(value)[:8]
 
 
 class SecretVolume:

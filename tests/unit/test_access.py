@@ -2,47 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import pytest
 
 from gateway.access import PUBLIC, Access
-from gateway.config import Client, Route
+from gateway.config import Client
 from gateway.errors import Forbidden, Unauthorized
 from gateway.policy import Policy, parse_policy
 from gateway.tokens import TokenTable, token_sha256
-
-OPS_TOKEN = "ops-token-1a2b3c"
-OLD_TOKEN = "pricing-old-token-4d5e"
-NEW_TOKEN = "pricing-new-token-6f7a"
-
-
-def sha(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def policy(origins: list[str] | None = None, *, idempotent: bool = False) -> Policy:
-    data = {
-        "cors": {"allow_origins": origins or []},
-        "routes": [
-            {"name": "catalog", "path": "/api/v2/public/catalog/{rest:path}",
-             "methods": ["GET", "HEAD"], "credentials": ["api_key"], "access": "public"},
-            {"name": "inventory", "path": "/api/v2/public/inventory/{rest:path}",
-             "methods": ["GET"], "credentials": ["api_key"], "access": "internal"},
-            {"name": "orders", "path": "/api/v2/orders/{rest:path}",
-             "methods": ["GET"], "credentials": ["api_key"], "access": "internal"},
-        ],
-        "clients": [
-            {"name": "ops", "token_sha256": sha(OPS_TOKEN), "routes": ["*"]},
-            {"name": "pricing", "token_sha256": [sha(OLD_TOKEN), sha(NEW_TOKEN)],
-             "routes": ["catalog", "inventory"]},
-        ],
-    }
-    return parse_policy(data)
-
-
-def route(p: Policy, name: str) -> Route:
-    return next(r for r in p.routes if r.name == name)
+from tests.support.callers import NEW_TOKEN, OLD_TOKEN, OPS_TOKEN, policy, route
+from tests.support.http import sha
 
 
 def access() -> tuple[Access, Policy]:

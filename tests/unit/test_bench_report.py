@@ -78,7 +78,7 @@ def test_scenarios_keep_only_started_targets_and_the_floors_only_on_the_catalog(
     chosen = bench.scenarios.selected(started, skip_stream=True)
     assert [(s.name, s.kind) for s in chosen] == [
         ("catalog GET", "load"), ("internal GET (bearer)", "load"), ("mail-in POST", "load"),
-        ("idempotent replay POST", "load"),
+        ("idempotent replay POST", "load"), ("catalog GET, cache hit", "load"),
         ("catalog GET", "light")]  # the light mail-in has only "direct" left: not run
     assert chosen[0].taking_part(started) == ["nginx", "floor-aiohttp"]
     assert chosen[1].taking_part(started) == ["nginx"]
@@ -95,3 +95,26 @@ def test_a_scenario_load_takes_its_connections_from_its_kind(bench: SimpleNamesp
     assert direct.conns == t.light_conns
     assert direct.headers["x-api-key"] == bench.settings.API_KEY
     assert "x-api-key" not in light.load(t).headers
+
+
+def test_a_cold_burst_is_reported_per_round_and_checked_against_one_request(
+        bench: SimpleNamespace) -> None:
+    def runs(*reached: int) -> list[dict[str, float]]:
+        return [{"sent": 50, "ok": 50, "reached": n, "seconds": 0.02} for n in reached]
+
+    res = {"versions": {}, "notes": [], "rss": {}, "light": {},
+           "scenarios": {"catalog GET": {"nginx": _row(50000), "gateway": _row(4000)},
+                         "mail-in POST": {"nginx": _row(40000), "gateway": _row(1900)}},
+           "burst": {"cold burst of catalog misses": {
+               "gateway": runs(50, 50), "gateway-cache": runs(1, 1),
+               "gateway-cache-redis": runs(1, 2)}}}
+    text = bench.report.report(res, bench.settings.QUICK, 60.0)
+    assert "| cold burst of catalog misses | gateway | 50 | 50 | 50, 50 | 0.02 |" in text
+    checks = {label: (measured, ok) for label, measured, ok in bench.report.check_targets(res)}
+    assert checks["catalog GET throughput >= 0.08 x nginx"] == ("0.080", True)
+    assert checks["mail-in POST throughput >= 0.05 x nginx"] == ("0.048", False)
+    assert checks["cold burst through gateway-cache: one request reaches the upstream"] == (
+        "1 of 50", True)
+    assert checks["cold burst through gateway-cache-redis: one request reaches the upstream"] \
+        == ("2 of 50", False)
+    assert not any("through gateway:" in label for label in checks)

@@ -309,3 +309,16 @@ def test_a_running_cooldown_refuses_as_upstream_and_consumes_nothing():
         return out
 
     assert run(s, go) == ["upstream", None, "upstream", None]
+
+
+def test_a_limit_names_its_redis_keys_exactly_as_the_limits_library_does() -> None:
+    """The script path builds keys from precomputed parts; `limits`' own strategy (memory,
+    Cluster) and the support tools build them with `key_for`: both must count alike."""
+    s = settings([mail_in({"per": "body:email", "rate": "5/hour;20 per 2 days"},
+                          {"per": "ip", "rate": "30/minute"})])
+    limiter = Harness(s, MemoryStorage()).limiter
+    for limit in limiter.route_limits("checkout"):
+        for ids in [("rg", "checkout", limit.rule.per, "a1b2"), ("x",), ("a/b", "c d", "é")]:
+            assert limit.key(ids) == limit.item.key_for(*ids)
+        assert limit.expiry == limit.item.get_expiry()
+        assert limit.policy == f'"{limit.name}";q={limit.item.amount};w={limit.expiry}'

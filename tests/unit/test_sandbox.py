@@ -8,13 +8,12 @@ import pytest
 from starlette.testclient import TestClient
 
 from gateway.sandbox import SwitchError, create_app, parse_switches, switches_from_env
+from tests.support.http import CATALOG, MAIL_IN
 
 API_KEY = "test-api-key-value"
 SECRET_KEY = "test-secret-key-value"
 TENANT = "test-tenant-value"
 KEYS = {"x-api-key": API_KEY}
-CATALOG = "/api/v2/public/catalog"
-MAIL_IN = "/api/v3/public/offer/mail-in"
 
 
 class FakeClock:
