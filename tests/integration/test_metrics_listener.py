@@ -20,6 +20,7 @@ import pytest
 
 from gateway.metricsserver import LISTENER_CONNECTIONS, LISTENER_TIMEOUT, SCRAPE_THREADS
 from tests.support.gateway import ServedGateway
+from tests.support.http import closed_by_peer
 from tests.support.upstream import Upstream
 
 POLICY = """
@@ -50,16 +51,6 @@ def proc_status(pid: int, field: str) -> int:
 
 def open_fds(pid: int) -> int:
     return len(list(Path(f"/proc/{pid}/fd").iterdir()))
-
-
-def closed_by_peer(sock: socket.socket) -> bool:
-    sock.setblocking(False)
-    try:
-        return sock.recv(1) == b""
-    except BlockingIOError:
-        return False
-    except OSError:
-        return True
 
 
 def test_idle_and_slow_connections_cost_no_thread_are_closed_and_leave_scrapes_working(served):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import socket
 from typing import Any
 
 import httpx
@@ -34,3 +35,15 @@ def offer(**fields: Any) -> dict[str, Any]:
 def status_line(reply: bytes) -> int:
     """The status of a raw HTTP/1.1 reply (0 when the connection closed without one)."""
     return int(reply.split(b" ", 2)[1]) if reply.startswith(b"HTTP/1.1 ") else 0
+
+
+def closed_by_peer(sock: socket.socket, wait: float = 0.0) -> bool:
+    """Whether the other end has closed `sock` (end of stream, or a reset), waiting at
+    most `wait` seconds for it to (0: a look without waiting)."""
+    sock.settimeout(wait)
+    try:
+        return sock.recv(1) == b""
+    except (BlockingIOError, TimeoutError):  # nothing yet: still open
+        return False
+    except OSError:
+        return True

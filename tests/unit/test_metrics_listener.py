@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 from gateway.metrics import Metrics
 from gateway.metricsserver import MetricsListener, metrics_wsgi
 from tests.support.gateway import free_port, raw_request
+from tests.support.http import closed_by_peer
 
 TIMEOUT = 0.5
 CAP = 4
@@ -34,16 +35,6 @@ def connect(listener: MetricsListener) -> socket.socket:
     return sock
 
 
-def is_closed(sock: socket.socket, wait: float = 0.3) -> bool:
-    sock.settimeout(wait)
-    try:
-        return sock.recv(1) == b""
-    except TimeoutError:
-        return False
-    except OSError:
-        return True
-
-
 def test_a_scrape_is_answered_once_and_the_connection_closed(listener):
     status, reply = raw_request(listener.port, b"GET /metrics?x=1 HTTP/1.1\r\nHost: m\r\n\r\n")
     assert status == 200
@@ -58,8 +49,8 @@ def test_a_scrape_is_answered_once_and_the_connection_closed(listener):
 def test_at_the_cap_the_oldest_silent_connection_makes_way_for_a_new_one(listener):
     silent = [connect(listener) for _ in range(CAP)]
     newest = connect(listener)  # one over the cap: the oldest silent one is closed
-    assert is_closed(silent[0])
-    assert not any(is_closed(s, 0.05) for s in silent[1:])
+    assert closed_by_peer(silent[0], 0.3)
+    assert not any(closed_by_peer(s, 0.05) for s in silent[1:])
     newest.sendall(b"GET /metrics HTTP/1.1\r\nHost: m\r\n\r\n")
     newest.settimeout(5)
     assert newest.recv(65536).startswith(b"HTTP/1.1 200")
@@ -71,13 +62,13 @@ def test_silent_slow_and_oversized_heads_are_closed_unanswered(listener):
     silent = connect(listener)
     slow = connect(listener)
     started = time.monotonic()
-    while time.monotonic() - started < TIMEOUT + 0.5 and not is_closed(slow, 0.05):
+    while time.monotonic() - started < TIMEOUT + 0.5 and not closed_by_peer(slow, 0.05):
         slow.sendall(b"G")  # a byte at a time does not extend the deadline
     assert time.monotonic() - started < TIMEOUT + 0.5
-    assert is_closed(silent)
+    assert closed_by_peer(silent, 0.3)
     big = connect(listener)
     big.sendall(b"GET /metrics HTTP/1.1\r\nX-Big: " + b"a" * 20000)
-    assert is_closed(big, 2)
+    assert closed_by_peer(big, 2)
     for sock in (silent, slow, big):
         sock.close()
     assert httpx.get(f"http://127.0.0.1:{listener.port}/metrics").status_code == 200
@@ -87,7 +78,7 @@ def test_shutdown_closes_open_connections_and_may_be_repeated(listener):
     port = listener.port
     with connect(listener) as idle:
         listener.shutdown()
-        assert is_closed(idle)
+        assert closed_by_peer(idle, 0.3)
     listener.shutdown()
     listener.server_close()
     with pytest.raises(OSError):
